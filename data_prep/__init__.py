@@ -1,0 +1,1 @@
+"""COCO keypoints to LMDB, the record format and its reader, and the keypoint conventions."""

@@ -1,0 +1,1 @@
+"""Caffe network generators (pycaffe NetSpec) for MLN and the OpenPose baseline."""
