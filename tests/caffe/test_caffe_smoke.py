@@ -11,7 +11,7 @@ from caffe import layers as L
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from tests.smoke_layers import TRUE_WEIGHTS
+from tests.caffe.smoke_layers import TRUE_WEIGHTS
 
 ITERATIONS = 200
 
@@ -19,7 +19,7 @@ ITERATIONS = 200
 def write_tiny_net_and_solver(directory):
     """A linear regression fed by a Python layer, and an SGD solver that snapshots at the end."""
     net = caffe.NetSpec()
-    net.x, net.y = L.Python(module="tests.smoke_layers", layer="LinearRegressionData", ntop=2,
+    net.x, net.y = L.Python(module="tests.caffe.smoke_layers", layer="LinearRegressionData", ntop=2,
                             param_str=json.dumps({"batch_size": 16, "seed": 0}))
     net.prediction = L.InnerProduct(net.x, num_output=1,
                                     weight_filler=dict(type="constant", value=0))
