@@ -252,6 +252,9 @@ def _check_inputs(image, mask_miss, parts):
         if mask_miss.dtype != np.uint8 or mask_miss.shape != image.shape[:2]:
             raise ValueError("mask_miss must be (H, W) uint8 matching the image %s, got %s %s"
                              % (image.shape[:2], mask_miss.dtype, mask_miss.shape))
+        if mask_miss.max(initial=0) > 1:        # a 0/255 mask would give loss weights of 255
+            raise ValueError("mask_miss must hold 0 and 1, its maximum is %d"
+                             % mask_miss.max())
     parts = np.asarray(parts, dtype=np.float32)
     if parts.ndim != 3 or parts.shape[1:] != (NUM_PARTS, 3):
         raise ValueError("parts must be (P, %d, 3), got %s" % (NUM_PARTS, parts.shape))

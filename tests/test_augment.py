@@ -266,6 +266,9 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="mask_miss"):
         augment.augment(image, np.ones((9, 10), np.uint8), np.zeros((0, 18, 3)), (5, 5), 0.1,
                         augment.NO_AUGMENTATION, PARAMS)
+    with pytest.raises(ValueError, match="mask_miss must hold 0 and 1"):
+        augment.augment(image, np.full((10, 10), 255, np.uint8), np.zeros((0, 18, 3)), (5, 5),
+                        0.1, augment.NO_AUGMENTATION, PARAMS)
     with pytest.raises(ValueError, match="parts"):
         augment.augment(image, None, np.zeros((1, 17, 3)), (5, 5), 0.1,
                         augment.NO_AUGMENTATION, PARAMS)
