@@ -6,16 +6,17 @@
 
 writes DIR/train/*.jpg, DIR/val/*.jpg and DIR/annotations/person_keypoints_{train,val}.json in
 the schema of COCO's person_keypoints files. Everything is drawn by this project
-(data_prep/synthetic_people.py); nothing is downloaded or copied. data_prep/SYNTHETIC.md explains
-what is drawn and why.
+(data_prep/synthetic_body.py, data_prep/synthetic_scene.py); nothing is downloaded or copied.
+data_prep/SYNTHETIC.md explains what is drawn and why.
 
 Per person: 17 keypoints in COCO's order with v = 2 visible, 1 hidden (by a person or an object
-drawn in front, or a face point behind the person's own head), 0 outside the image (then x = y = 0);
-the segmentation is the list of the drawn body's polygons (capsules, torso hull, head, hands,
-shoes), the whole body including what is hidden; area and bbox are pycocotools' of that
-segmentation. People left unannotated have num_keypoints 0 (and keypoints all 0) but a
-segmentation, as COCO's small people do. A crowd is one iscrowd=1 annotation whose segmentation is
-an uncompressed RLE (COCO's crowd format) of the small people's bodies.
+drawn in front, or a face point behind the person's own head), 0 outside the image (then
+x = y = 0). The segmentation is the list of the drawn body's polygons (capsules, torso hull, head,
+hands, shoes, grown by half a pixel to match OpenCV's fill), the whole body including what is
+hidden; area and bbox are pycocotools' of that segmentation. People left unannotated have
+num_keypoints 0 (keypoints all 0) but a segmentation, as COCO's small people do. A crowd is one
+iscrowd=1 annotation whose segmentation is an uncompressed RLE (COCO's crowd format) of where its
+small people are seen.
 
 Deterministic: each image has its own RandomState seeded by (seed, split, index), so the same seed
 gives the same bytes (with the same OpenCV and libjpeg), and a larger --train keeps the first
@@ -33,7 +34,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from data_prep import synthetic_people
+from data_prep import synthetic_scene
 from data_prep.keypoints import COCO_KEYPOINT_NAMES, LIMB_NAMES
 
 try:
@@ -170,7 +171,7 @@ def image_annotations(scene, image_id, height, width):
             "keypoints": flat, "num_keypoints": int((keypoints[:, 2] > 0).sum()),
             "segmentation": segmentation, "area": round(area, 2), "bbox": bbox,
         })
-    if scene.crowd_mask is not None and scene.crowd_mask.any():
+    if scene.crowd_mask is not None:
         rle = uncompressed_rle(scene.crowd_mask)
         area, bbox = area_and_bbox(rle, height, width)
         annotations.append({
@@ -197,7 +198,7 @@ def write_split(folder, split, count, size, seed, rates, progress):
         indices = tqdm(indices, desc="make_synthetic %s" % split, unit="img", leave=False)
     for index in indices:
         image_id = SPLITS.index(split) * IMAGE_IDS_PER_SPLIT + index + 1
-        scene = synthetic_people.render_scene(scene_rng(seed, split, index), height, width,
+        scene = synthetic_scene.render_scene(scene_rng(seed, split, index), height, width,
                                               **rates)
         file_name = "%012d.jpg" % image_id
         ok, jpeg = cv2.imencode(".jpg", scene.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
@@ -268,19 +269,25 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Write a COCO person-keypoints dataset of procedurally drawn people "
                     "(the demo's embedded data): DIR/{train,val}/*.jpg and "
-                    "DIR/annotations/person_keypoints_{train,val}.json.")
-    parser.add_argument("--out", required=True, help="output folder (new or empty)")
-    parser.add_argument("--train", type=int, default=400, help="training images (400)")
-    parser.add_argument("--val", type=int, default=40, help="held-out images (40)")
-    parser.add_argument("--size", type=parse_size, default=(256, 256),
-                        help="image size HxW (256x256)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed, 0..2^32-1 (0)")
-    parser.add_argument("--unannotated-rate", type=float, default=0.15,
+                    "DIR/annotations/person_keypoints_{train,val}.json. "
+                    "What is drawn and why: data_prep/SYNTHETIC.md.")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder (new or empty)")
+    parser.add_argument("--train", type=int, default=400, metavar="N",
+                        help="training images (400)")
+    parser.add_argument("--val", type=int, default=40, metavar="N",
+                        help="held-out images (40)")
+    parser.add_argument("--size", type=parse_size, default=(256, 256), metavar="HxW",
+                        help="image size (256x256)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="random seed, 0..2^32-1 (0); image i of a split depends only on "
+                             "(seed, split, i)")
+    parser.add_argument("--unannotated-rate", type=float, default=0.15, metavar="P",
                         help="probability that a person is drawn small and left unannotated "
                              "(num_keypoints 0, in the loss mask) (0.15)")
-    parser.add_argument("--crowd-rate", type=float, default=0.2,
+    parser.add_argument("--crowd-rate", type=float, default=0.2, metavar="P",
                         help="probability that an image holds a crowd region (0.2)")
-    parser.add_argument("--occluder-rate", type=float, default=0.3,
+    parser.add_argument("--occluder-rate", type=float, default=0.3, metavar="P",
                         help="probability that an object is drawn in front of a person (0.3)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace train/, val/ and annotations/ of a non-empty --out")

@@ -10,7 +10,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from data_prep import make_synthetic, synthetic_people
+from data_prep import make_synthetic, synthetic_body, synthetic_scene
 from data_prep.keypoints import COCO_KEYPOINT_NAMES
 
 SIZE = (128, 160)           # small pictures keep the suite fast; the defaults are 256x256
@@ -35,7 +35,7 @@ def scenes_with_annotations(dataset, split):
     """Each image's scene, drawn again from its seed, next to the image's annotations."""
     coco = load(dataset, split)
     for index, image_id in enumerate(sorted(coco.getImgIds())):
-        scene = synthetic_people.render_scene(make_synthetic.scene_rng(SEED, split, index),
+        scene = synthetic_scene.render_scene(make_synthetic.scene_rng(SEED, split, index),
                                               SIZE[0], SIZE[1], **RATES)
         yield coco, scene, coco.loadAnns(coco.getAnnIds(imgIds=image_id))
 
@@ -113,7 +113,7 @@ def test_annotated_keypoints_lie_on_the_drawn_person(dataset):
                     occluded += 1
                     # hidden by something drawn later, or a face point behind the head
                     assert (not person.visible[row, column]
-                            or COCO_KEYPOINT_NAMES[k] in synthetic_people.FACE_POINTS)
+                            or COCO_KEYPOINT_NAMES[k] in synthetic_body.FACE_POINTS)
     assert visible > 100 and occluded > 5
 
 
@@ -192,7 +192,7 @@ def test_unannotated_people_and_crowds_appear_at_their_rates(dataset):
 
 @pytest.mark.parametrize("rate", [0.0, 1.0])
 def test_rates_reach_their_extremes(rate):
-    scenes = [synthetic_people.render_scene(np.random.RandomState(i), 96, 96,
+    scenes = [synthetic_scene.render_scene(np.random.RandomState(i), 96, 96,
                                             unannotated_rate=rate, crowd_rate=rate,
                                             occluder_rate=rate) for i in range(8)]
     assert all(p.annotated == (rate == 0) for s in scenes for p in s.people)
