@@ -231,6 +231,7 @@ def summarise(split, dataset):
 
 
 OUTPUTS = ("train", "val", "annotations")     # annotations last: complete means usable
+PARTIAL_PREFIX = ".partial-"                    # the folder a run draws in
 
 
 def make_dataset(out, counts, size, seed, rates, overwrite=False, progress=True):
@@ -242,10 +243,13 @@ def make_dataset(out, counts, size, seed, rates, overwrite=False, progress=True)
     """
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
+    for name in os.listdir(out):
+        if name.startswith(PARTIAL_PREFIX):         # left by a killed run
+            shutil.rmtree(os.path.join(out, name), ignore_errors=True)
     if os.listdir(out) and not overwrite:
         raise FileExistsError("%s is not empty; pass --overwrite to replace the dataset in it"
                               % out)
-    work = tempfile.mkdtemp(prefix=".partial-", dir=out)
+    work = tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=out)
     try:
         os.makedirs(os.path.join(work, "annotations"))
         datasets = {}
@@ -309,6 +313,8 @@ def main(argv=None):
                                 progress=sys.stderr.isatty())
     except FileExistsError as error:
         parser.exit(2, "make_synthetic: error: %s\n" % error)
+    except KeyboardInterrupt:
+        parser.exit(130, "make_synthetic: interrupted; nothing was written to %s\n" % args.out)
     seconds = time.time() - start
     total = args.train + args.val
     print("make_synthetic: wrote %s (%dx%d, seed %d) in %.1f s, %.0f images/s" % (

@@ -216,12 +216,13 @@ def test_same_seed_same_bytes_and_more_images_keep_the_first(tmp_path):
 
 def test_cli_writes_a_summary_and_refuses_a_non_empty_folder(tmp_path, capsys):
     out = str(tmp_path / "data")
+    os.makedirs(os.path.join(out, make_synthetic.PARTIAL_PREFIX + "killed", "train"))
     make_synthetic.main(["--out", out, "--train", "3", "--val", "1", "--size", "96x128"])
     printed = capsys.readouterr().out
     assert re.search(r"train +3 images", printed) and re.search(r"val +1 images", printed)
     with open(os.path.join(out, "annotations", "person_keypoints_val.json")) as f:
         assert json.load(f)["images"][0]["height"] == 96
-    assert sorted(os.listdir(out)) == ["annotations", "train", "val"]    # no partial folder left
+    assert sorted(os.listdir(out)) == ["annotations", "train", "val"]    # no partial folders
     with pytest.raises(SystemExit) as stop:
         make_synthetic.main(["--out", out, "--train", "1", "--val", "1"])
     assert stop.value.code == 2
