@@ -19,6 +19,10 @@ import numpy as np
 from data_prep.synthetic_body import (POSE_KINDS, POSE_WEIGHTS, Body, ellipse_polygon, fill,
                                       random_colour)
 
+# An annotated person of whom less than this fraction of the body is seen (the rest hidden by
+# people or the object in front) is published unannotated, as COCO's annotators skip such people.
+MIN_SEEN_FRACTION = 0.25
+
 Person = collections.namedtuple("Person", [
     "keypoints",    # (17, 3) float64 in COCO's order: x, y, v (0 outside the image, 1, 2)
     "polygons",     # list of (N, 2) silhouette polygons, pixel centres at integers (drawn
@@ -212,9 +216,11 @@ def render_scene(rng, height, width, unannotated_rate=0.15, crowd_rate=0.2, occl
     for position in range(len(order) - 1, -1, -1):
         body = bodies[order[position]]
         keypoints = label_visibility(body.keypoints(), covered, height, width)
-        people.append(Person(keypoints, polygons[position], masks[position],
-                             masks[position] & ~covered, annotated[order[position]],
-                             body.pose_kind))
+        visible = masks[position] & ~covered
+        # nobody annotates a person hidden almost entirely: such a one is left unannotated
+        seen = visible.sum() >= MIN_SEEN_FRACTION * masks[position].sum()
+        people.append(Person(keypoints, polygons[position], masks[position], visible,
+                             annotated[order[position]] and bool(seen), body.pose_kind))
         covered = covered | masks[position]
     people.reverse()
     if crowd_mask is not None:

@@ -100,6 +100,7 @@ def test_annotated_keypoints_lie_on_the_drawn_person(dataset):
         assert len(published) == sum(1 for p in people if (p.keypoints[:, 2] > 0).any())
         drawn = np.abs(scene.clean.astype(int) - scene.background.astype(int)).max(axis=2) > 0
         for person in people:
+            assert person.visible.sum() >= synthetic_scene.MIN_SEEN_FRACTION * person.mask.sum()
             for k, (x, y, v) in enumerate(person.keypoints):
                 if v == 0:
                     continue
