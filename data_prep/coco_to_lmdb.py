@@ -66,23 +66,31 @@ class Database(object):
     def __init__(self, path, run, initial_map_size=INITIAL_MAP_SIZE):
         import lmdb
         self.path = path
+        self.env = None
         if os.path.exists(path) and not os.path.isdir(path):
             raise Refused("%s exists and is not a database directory" % path)
-        os.makedirs(path, exist_ok=True)
-        existing = os.path.isfile(os.path.join(path, "data.mdb"))
-        if not existing and set(os.listdir(path)) - {LOCK_FILE, "lock.mdb"}:
-            raise Refused("%s is a non-empty directory without a database: refusing to write "
-                          "into it" % path)
-        self._lock = open(os.path.join(path, LOCK_FILE), "a")
+        try:
+            os.makedirs(path, exist_ok=True)
+            existing = os.path.isfile(os.path.join(path, "data.mdb"))
+            if not existing and set(os.listdir(path)) - {LOCK_FILE, "lock.mdb"}:
+                raise Refused("%s is a non-empty directory without a database: refusing to "
+                              "write into it" % path)
+            self._lock = open(os.path.join(path, LOCK_FILE), "a")
+        except OSError as error:
+            raise Refused("%s: cannot create the database (%s)" % (path, error))
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self._lock.close()
             raise Refused("%s: another packer is writing this database" % path)
         data_size = os.path.getsize(os.path.join(path, "data.mdb")) if existing else 0
-        # writemap stays off: with it a full disk would kill us with SIGBUS instead of an error.
-        self.env = lmdb.open(path, map_size=max(initial_map_size, 2 * data_size), max_dbs=2,
-                             subdir=True, sync=True, metasync=True, writemap=False)
+        try:
+            # writemap stays off: with it a full disk would kill us with SIGBUS, not an error.
+            self.env = lmdb.open(path, map_size=max(initial_map_size, 2 * data_size), max_dbs=2,
+                                 subdir=True, sync=True, metasync=True, writemap=False)
+        except lmdb.Error as error:
+            self._lock.close()
+            raise Refused("%s: cannot open the database (%s)" % (path, error))
         try:
             if existing:
                 self._check_existing(run)
@@ -155,7 +163,7 @@ class Database(object):
                                 "command to continue" % (self.path, error))
 
     def close(self):
-        if getattr(self, "env", None) is not None:
+        if self.env is not None:
             self.env.close()
             self.env = None
         if not self._lock.closed:
@@ -294,6 +302,8 @@ def pack(annotation_path, images_dir, out, workers=None, limit=None, strict=Fals
     from tqdm import tqdm
     log = log or (lambda text: print(text, file=sys.stderr))
     workers = os.cpu_count() if workers is None else workers
+    if not os.path.isdir(images_dir):
+        raise Refused("%s: the images folder does not exist" % images_dir)
     annotation_file = AnnotationFile(annotation_path)
     tasks, annotation_problems = plan_images(annotation_file, limit)
     if strict and annotation_problems:
@@ -396,8 +406,9 @@ def parse_args(argv):
                         help="folder holding the images named by the file's 'file_name' fields")
     parser.add_argument("--out", required=True, help="output LMDB directory (created)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="processes decoding and rasterising in parallel (default: one per "
-                             "CPU core, %(default)s = os.cpu_count(); 0 = all in this process)")
+                        help="processes checking images and rasterising masks in parallel "
+                             "(default: one per CPU core; 0 = all in this process; the writer "
+                             "is always this process)")
     parser.add_argument("--limit", type=int, default=None,
                         help="pack only the first N images of the annotation file")
     parser.add_argument("--strict", action="store_true",

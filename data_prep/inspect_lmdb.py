@@ -114,8 +114,9 @@ def draw_record(item):
                            (255, 255, 255), -1 if visibility == 2 else thickness, cv2.LINE_AA)
     label = "image %d  %s  %d persons, %d main" % (item.image_id, item.file_name, item.num_persons,
                                                    int(item.is_main.sum()))
-    cv2.putText(picture, label, (5, 15 + 5 * thickness), cv2.FONT_HERSHEY_SIMPLEX,
-                0.45 * thickness, (255, 255, 255), thickness, cv2.LINE_AA)
+    scale = item.width / 1400.0            # the label spans about half the width
+    cv2.putText(picture, label, (5, int(5 + 30 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (255, 255, 255), max(1, int(round(2 * scale))), cv2.LINE_AA)
     return picture
 
 

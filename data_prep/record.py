@@ -234,8 +234,8 @@ class Record(object):
         if not isinstance(header.get("file_name"), str):
             raise RecordError("%s (image %d): field 'file_name' must be a string" % (where, image_id))
         where = "%s (image %d, %s)" % (where, image_id, header["file_name"])
-        height = _field_int(header, "height", where, 1)
-        width = _field_int(header, "width", where, 1)
+        _field_int(header, "height", where, 1)
+        _field_int(header, "width", where, 1)
         if header.get("mask_encoding") != MASK_ENCODING:
             raise RecordError("%s: field 'mask_encoding' is %r, expected %r"
                               % (where, header.get("mask_encoding"), MASK_ENCODING))
@@ -342,9 +342,13 @@ class LmdbReader(object):
     def _open(self):
         import lmdb
         if self._env is None or self._pid != os.getpid():
-            # lock=False: a finished database is read-only and may sit on a read-only disk.
-            self._env = lmdb.open(self.path, readonly=True, lock=False, max_dbs=2,
-                                  readahead=False, subdir=True)
+            # lock=False: a finished database is read-only and may sit on a read-only disk
+            # (so do not read a database while a packer is still writing it).
+            try:
+                self._env = lmdb.open(self.path, readonly=True, lock=False, max_dbs=2,
+                                      readahead=False, subdir=True)
+            except lmdb.Error as error:
+                raise RecordError("%s: cannot open the database (%s)" % (self.path, error))
             self._pid = os.getpid()
             try:
                 self._records = self._env.open_db(RECORDS_DB, create=False)

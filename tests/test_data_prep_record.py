@@ -149,3 +149,9 @@ def test_a_jpeg_of_another_size_is_refused():
     item = Record.from_bytes(record.encode_record(**fields))
     with pytest.raises(RecordError, match="decodes to 53x38, the record says 53x37"):
         item.image()
+
+
+def test_readme_documents_every_skip_reason(repo):
+    from data_prep.skip_reasons import REASONS
+    text = (repo / "data_prep" / "README.md").read_text()
+    assert [reason for reason in REASONS if "| `%s` |" % reason not in text] == []

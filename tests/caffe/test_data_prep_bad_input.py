@@ -169,3 +169,10 @@ def test_rle_strings_are_parsed_like_pycocotools():
         assert sum(runs) == height * width and min(runs) >= 0
         values = np.repeat(np.arange(len(runs)) % 2, runs).astype(bool)
         np.testing.assert_array_equal(values, mask.ravel(order="F"))
+
+
+def test_missing_images_folder_is_a_clear_error(tmp_path):
+    ann = write_annotations(tmp_path / "ann.json", [image(1, "good.jpg")],
+                            [person(101, 1, MAIN_BOX)])
+    failed = run_packer(ann, tmp_path / "no_such_folder", tmp_path / "db")
+    assert failed.returncode == 2 and "images folder does not exist" in failed.stderr
