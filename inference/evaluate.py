@@ -68,7 +68,8 @@ def run_cocoeval(ground_truth, results, only_result_images=False):
     if not results:
         return None
     with contextlib.redirect_stdout(io.StringIO()):
-        detections = ground_truth.loadRes(results)
+        # loadRes adds keys (area, bbox, id) to the dicts it is given: give it copies
+        detections = ground_truth.loadRes([dict(result) for result in results])
         evaluation = COCOeval(ground_truth, detections, "keypoints")
         if only_result_images:
             evaluation.params.imgIds = sorted({r["image_id"] for r in results})

@@ -28,6 +28,8 @@ MIN_AGREEING_FRACTION = 0.8   # more than this fraction of the samples must agre
 MIN_PARTS = 4                 # people with fewer parts are dropped
 MIN_MEAN_SCORE = 0.4          # people whose total score / parts is lower are dropped
 DEMO_SMOOTH_SIGMA = 3.0       # OpenPose's Python demo blurs heatmaps before peak finding
+MAX_PEAKS_PER_PART = 64       # the highest peaks of each part kept (OpenPose's C++ keeps 127):
+                              # bounds the all-pairs limb scoring on noisy maps
 
 # OpenPose's assembly order: the limb tree grown from the neck outwards (right arm, left arm,
 # right leg, left leg, head), then the two shoulder-ear limbs. Those two close loops in the tree:
@@ -104,7 +106,8 @@ def gaussian_smooth(maps, sigma):
     return out
 
 
-def find_peaks(heatmaps, threshold=PEAK_THRESHOLD, smooth_sigma=None):
+def find_peaks(heatmaps, threshold=PEAK_THRESHOLD, smooth_sigma=None,
+               max_per_part=MAX_PEAKS_PER_PART):
     """Local maxima of the part heatmaps above `threshold`, over the 4-neighbourhood.
 
     heatmaps: (H, W, C >= 18), channels last; only channels 0..17 are searched.
@@ -114,6 +117,8 @@ def find_peaks(heatmaps, threshold=PEAK_THRESHOLD, smooth_sigma=None):
     -infinity. Cheap: only the pixels above the threshold are compared with their neighbours.
     smooth_sigma: blur the maps first (OpenPose's Python demo uses 3); the peak's score is
     always the unblurred value. NaN never makes a peak, nor does a pixel next to one.
+    max_per_part: keep only that many of each part's highest peaks (noisy maps of an untrained
+    net can have thousands, and limbs are scored for every pair).
     Returns Peaks sorted by part, then y, then x.
     """
     heatmaps = np.asarray(heatmaps)
@@ -138,10 +143,19 @@ def find_peaks(heatmaps, threshold=PEAK_THRESHOLD, smooth_sigma=None):
         neighbour = flat[np.where(inside, index + shift, index)]
         beaten = value > neighbour if strict else value >= neighbour
         is_peak &= np.where(inside, beaten, True)
-    # rows first, then x, then part: stable-sort the few peaks by part
     is_peak &= ~np.isnan(value)
-    order = np.argsort(part[is_peak], kind="stable")
-    x, y, part = x[is_peak][order], y[is_peak][order], part[is_peak][order]
+    x, y, part, value = x[is_peak], y[is_peak], part[is_peak], value[is_peak]
+    counts = np.bincount(part, minlength=NUM_PARTS)
+    if counts.max(initial=0) > max_per_part:
+        # rank within each part by height; keep the top ones, in their scan order
+        by_height = np.lexsort((-value, part))
+        rank = np.empty(len(part), dtype=np.int64)
+        rank[by_height] = np.arange(len(part)) - np.repeat(np.cumsum(counts) - counts, counts)
+        keep = rank < max_per_part
+        x, y, part = x[keep], y[keep], part[keep]
+    # the scan went row by row: stable-sort the few peaks by part, keeping y, then x
+    order = np.argsort(part, kind="stable")
+    x, y, part = x[order], y[order], part[order]
     score_channels = scores.shape[2]
     return Peaks(part=part.astype(np.int64), x=x.astype(np.int64), y=y.astype(np.int64),
                  score=scores.ravel()[(y * width + x) * score_channels + part].astype(np.float32))

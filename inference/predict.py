@@ -327,6 +327,10 @@ def main(argv=None):
     except backends.BackendError as error:
         _say("error: %s" % error)
         return 1
+    except KeyboardInterrupt:
+        _say("interrupted after %d of %d images; run the same command again to go on"
+             % (len(checkpoint.done), len(jobs)))
+        return 130
     finally:
         checkpoint.close()
 
