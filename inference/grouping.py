@@ -331,12 +331,12 @@ def _finish(assembly, peaks, min_parts, min_mean_score, stats):
             stats["dropped_low_score"] += 1
         else:
             kept.append(person)
+    slots = np.asarray([assembly.slots[person] for person in kept],
+                       dtype=np.int64).reshape(len(kept), NUM_PARTS)
+    found = slots >= 0
+    ids = slots[found]
     keypoints = np.zeros((len(kept), NUM_PARTS, 3), dtype=np.float32)
-    for row, person in enumerate(kept):
-        slots = np.asarray(assembly.slots[person])
-        found = slots >= 0
-        ids = slots[found]
-        keypoints[row, found] = np.stack([peaks.x[ids], peaks.y[ids], peaks.score[ids]], axis=1)
+    keypoints[found] = np.stack([peaks.x[ids], peaks.y[ids], peaks.score[ids]], axis=1)
     return People(keypoints=keypoints,
                   scores=np.asarray([assembly.totals[p] for p in kept], dtype=np.float32),
                   part_counts=np.asarray([assembly.counts[p] for p in kept], dtype=np.int64))
