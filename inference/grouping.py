@@ -128,22 +128,23 @@ def find_peaks(heatmaps, threshold=PEAK_THRESHOLD, smooth_sigma=None,
     search = scores if smooth_sigma is None else gaussian_smooth(scores[:, :, :NUM_PARTS],
                                                                   smooth_sigma)
     height, width, channels = search.shape
-    # candidates: flat indices into search (y, x, part), found on a contiguous boolean mask
+    # candidates: pixels above the threshold, as flat indices into search (y, x, part)
     above = np.flatnonzero(search[:, :, :NUM_PARTS] > threshold)
-    part = above % NUM_PARTS
-    pixel = above // NUM_PARTS
-    x, y = pixel % width, pixel // width
-    flat = search.ravel()
+    pixel, part = np.divmod(above, NUM_PARTS)
     index = pixel * channels + part
+    flat = search.ravel()
     value = flat[index]
+    # left/right first: few candidates survive them, so the rows above/below are read less.
+    # A neighbour outside the map is read from the next row or clipped, and then ignored.
+    x = pixel % width
+    left, right = np.take(flat, index - channels, mode="clip"), \
+        np.take(flat, index + channels, mode="clip")
+    is_peak = ((value > left) | (x == 0)) & ((value >= right) | (x == width - 1))
+    pixel, part, index, value, x = (v[is_peak] for v in (pixel, part, index, value, x))
+    y = pixel // width
     row = width * channels
-    is_peak = np.ones(len(index), dtype=bool)
-    for shift, inside, strict in ((-channels, x > 0, True), (-row, y > 0, True),
-                                  (channels, x < width - 1, False), (row, y < height - 1, False)):
-        neighbour = flat[np.where(inside, index + shift, index)]
-        beaten = value > neighbour if strict else value >= neighbour
-        is_peak &= np.where(inside, beaten, True)
-    is_peak &= ~np.isnan(value)
+    up, down = np.take(flat, index - row, mode="clip"), np.take(flat, index + row, mode="clip")
+    is_peak = ((value > up) | (y == 0)) & ((value >= down) | (y == height - 1))
     x, y, part, value = x[is_peak], y[is_peak], part[is_peak], value[is_peak]
     counts = np.bincount(part, minlength=NUM_PARTS)
     if counts.max(initial=0) > max_per_part:
@@ -159,11 +160,6 @@ def find_peaks(heatmaps, threshold=PEAK_THRESHOLD, smooth_sigma=None,
     score_channels = scores.shape[2]
     return Peaks(part=part.astype(np.int64), x=x.astype(np.int64), y=y.astype(np.int64),
                  score=scores.ravel()[(y * width + x) * score_channels + part].astype(np.float32))
-
-
-def empty_peaks():
-    nothing = np.zeros(0, dtype=np.int64)
-    return Peaks(part=nothing, x=nothing, y=nothing, score=np.zeros(0, dtype=np.float32))
 
 
 # ----------------------------------------------------------------------------- limbs

@@ -11,6 +11,8 @@ upsampling puts it.
 import cv2
 import numpy as np
 
+from data_prep.keypoints import NUM_HEATMAPS, NUM_PARTS
+
 BOX_SIZE = 368       # network input height at scale 1
 STRIDE = 8
 PAD_VALUE = 128
@@ -48,9 +50,10 @@ def resize_and_pad(image, scale=1.0, box_size=BOX_SIZE, stride=STRIDE, pad_value
     return padded, size
 
 
-def upsample_maps(net_maps, resized_size, output_size, stride=STRIDE, split=19):
-    """The network's (C, h'/8, w'/8) maps -> (heatmaps (H, W, 19), PAFs (H, W, C - 19)), float32,
-    channels last, each contiguous (the grouping reads them through flat indices).
+def upsample_maps(net_maps, resized_size, output_size, stride=STRIDE):
+    """The network's (57, h'/8, w'/8) maps -> (part heatmaps (H, W, 18), PAFs (H, W, 38)),
+    float32, channels last, each contiguous (the grouping reads them through flat indices).
+    The background heatmap (channel 18) is left out: nothing downstream reads it.
 
     resized_size: (h, w) of the resized image inside the padded input; output_size: (H, W).
     Resize by the stride (cubic), cut the padding, resize to output_size (cubic) unless it
@@ -59,7 +62,7 @@ def upsample_maps(net_maps, resized_size, output_size, stride=STRIDE, split=19):
     net_maps = np.asarray(net_maps, dtype=np.float32)
     grid_h, grid_w = net_maps.shape[1:]
     blocks = []
-    for block in (net_maps[:split], net_maps[split:]):
+    for block in (net_maps[:NUM_PARTS], net_maps[NUM_HEATMAPS:]):
         maps = _resize(np.ascontiguousarray(block.transpose(1, 2, 0)),
                        (grid_h * stride, grid_w * stride))
         maps = maps[:resized_size[0], :resized_size[1]]

@@ -46,6 +46,6 @@ def standing_people(count, image_size, rows=None):
 
 def rendered_maps(parts, image_size):
     """Perfect maps of these people over the image, as predict.py's upsampling of a network
-    output would give them: (heatmaps (H, W, 19), PAFs (H, W, 38))."""
+    output would give them: (part heatmaps (H, W, 18), PAFs (H, W, 38))."""
     (net_maps, resized), = oracle.rendered_outputs(parts, image_size)
     return scaling.upsample_maps(net_maps, resized, image_size)

@@ -35,7 +35,7 @@ def test_upsampled_label_peaks_land_on_the_keypoints(image_size):
     parts[0, PART["left_ankle"]] = (image_size[1] - 40, image_size[0] - 30, 2)
     (net_maps, resized), = oracle.rendered_outputs(parts, image_size)
     heatmaps, pafs = scaling.upsample_maps(net_maps, resized, image_size)
-    assert heatmaps.shape == image_size + (19,) and pafs.shape == image_size + (38,)
+    assert heatmaps.shape == image_size + (18,) and pafs.shape == image_size + (38,)
     assert heatmaps.flags.c_contiguous and pafs.flags.c_contiguous
     for part in ("nose", "left_ankle"):
         y, x = np.unravel_index(heatmaps[:, :, PART[part]].argmax(), image_size)
