@@ -173,10 +173,8 @@ def _candidate_pairs(peaks):
     pairs = count_a * count_b                                  # candidate pairs per limb
     limb = np.repeat(np.arange(NUM_LIMBS), pairs)
     within = np.arange(pairs.sum()) - np.repeat(np.cumsum(pairs) - pairs, pairs)
-    per_b = count_b[limb]
-    a = first[_LIMB_PARTS[limb, 0]] + within // np.maximum(per_b, 1)
-    b = first[_LIMB_PARTS[limb, 1]] + within % np.maximum(per_b, 1)
-    return limb, a, b
+    step_a, step_b = np.divmod(within, count_b[limb])     # limbs with pairs have count_b > 0
+    return limb, first[_LIMB_PARTS[limb, 0]] + step_a, first[_LIMB_PARTS[limb, 1]] + step_b
 
 
 def score_limbs(peaks, pafs, image_height, samples=PAF_SAMPLES, paf_threshold=PAF_THRESHOLD,
@@ -209,7 +207,8 @@ def score_limbs(peaks, pafs, image_height, samples=PAF_SAMPLES, paf_threshold=PA
     index = (sample_y * width + sample_x) * (2 * NUM_LIMBS) + 2 * limb
     flat = pafs.ravel()
     with np.errstate(divide="ignore", invalid="ignore"):   # zero length: NaN, never kept
-        along = flat[index] * (dx / length) + flat[index + 1] * (dy / length)
+        along = flat[index] * (dx / length)
+        along += flat[1:][index] * (dy / length)           # the y channel follows the x one
         score = (along.sum(axis=0) * (1.0 / samples)
                  + np.minimum(0.5 * image_height / length - 1.0, 0.0))
     agreeing = (along > paf_threshold).sum(axis=0)
