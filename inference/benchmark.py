@@ -258,7 +258,8 @@ def main(argv=None):
     parser.add_argument("--group-repeats", type=int, default=200,
                         help="grouping and NMS runs (median)")
     parser.add_argument("--caffe-time", action="store_true",
-                        help="also run `caffe time` (forward and backward passes: slow)")
+                        help="also run `caffe time` (its average forward pass, at the "
+                             "prototxt's own input size; it runs backward passes too: slow)")
     parser.add_argument("--json", help="write the measurements to this JSON file")
     parser.add_argument("--md", help="write the Markdown table to this file (default: print)")
     parser.add_argument("--worker", choices=("caffe", "opencv"), help=argparse.SUPPRESS)

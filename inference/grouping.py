@@ -98,10 +98,11 @@ def gaussian_smooth(maps, sigma):
         padding = [(0, 0)] * out.ndim
         padding[axis] = (radius, radius)
         padded = np.pad(out, padding, mode="symmetric")
-        length = out.shape[axis]
+        window = [slice(None)] * out.ndim
         blurred = np.zeros_like(out)
         for tap, weight in enumerate(kernel):
-            blurred += weight * np.take(padded, np.arange(tap, tap + length), axis=axis)
+            window[axis] = slice(tap, tap + out.shape[axis])
+            blurred += weight * padded[tuple(window)]
         out = blurred
     return out
 

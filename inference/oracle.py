@@ -181,7 +181,8 @@ def main(argv=None):
     parser.add_argument("--images", required=True, help="the images' folder (sizes are checked)")
     parser.add_argument("--json", help="write {variant: {metrics, counts}} to this file")
     parser.add_argument("--smooth-sigma", type=float, default=None,
-                        help="blur heatmaps before peak finding (OpenPose's Python demo: 3)")
+                        help="blur heatmaps before peak finding (OpenPose's Python demo: %g)"
+                             % grouping.DEMO_SMOOTH_SIGMA)
     args = parser.parse_args(argv)
     reports = {name: run_oracle(args.ann, args.images, neckless, args.smooth_sigma)
                for name, neckless in VARIANTS}

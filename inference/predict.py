@@ -116,7 +116,7 @@ def decode_net_outputs(outputs, image_size, smooth_sigma=None, keep_neckless=Fal
 
 def run_net(backend, image, scales, stats):
     """Forward the image at each scale -> list of (net_maps, resized size)."""
-    outputs = []
+    outputs, non_finite = [], False
     for scale in scales:
         fitted = fitting_scale(image.shape[0], image.shape[1], scale)
         if fitted != scale:
@@ -132,9 +132,11 @@ def run_net(backend, image, scales, stats):
                 % (output.shape, padded.shape[0], padded.shape[1], expected))
         finite = np.isfinite(output)
         if not finite.all():
-            stats["images with non-finite network outputs (set to 0)"] += 1
+            non_finite = True
             output = np.where(finite, output, 0).astype(np.float32)
         outputs.append((output[0], resized))
+    if non_finite:
+        stats["images with non-finite network outputs (set to 0)"] += 1
     return outputs
 
 
@@ -157,18 +159,18 @@ def limb_colours(count=len(LIMBS)):
 
 def draw_people(image, people, stick_width=4):
     """The skeletons over the image (limbs as translucent coloured sticks, parts as dots)."""
-    canvas = image.copy()
+    overlay = image.copy()
     colours = limb_colours()
     thickness = max(1, int(round(stick_width * max(image.shape[:2]) / 640.0)))
     for person in people.keypoints:
         for limb, (part_a, part_b) in enumerate(LIMBS):
             if limb in grouping.LOOP_LIMBS or person[part_a, 2] <= 0 or person[part_b, 2] <= 0:
                 continue
-            overlay = canvas.copy()
             start = tuple(int(round(v)) for v in person[part_a, :2])
             end = tuple(int(round(v)) for v in person[part_b, :2])
             cv2.line(overlay, start, end, colours[limb], 2 * thickness, cv2.LINE_AA)
-            canvas = cv2.addWeighted(overlay, 0.6, canvas, 0.4, 0)
+    canvas = cv2.addWeighted(overlay, 0.7, image, 0.3, 0)
+    for person in people.keypoints:
         for part in range(NUM_PARTS):
             if person[part, 2] > 0:
                 centre = tuple(int(round(v)) for v in person[part, :2])
@@ -297,8 +299,9 @@ def main(argv=None):
                              "multi-scale test: 0.5 1 1.5 2); default 1.0")
     parser.add_argument("--viz", help="folder for pictures of the skeletons")
     parser.add_argument("--smooth-sigma", type=float, default=None,
-                        help="blur heatmaps before peak finding (OpenPose's Python demo: 3); "
-                             "default: no blur, as OpenPose's C++ and COCO evaluation code")
+                        help="blur heatmaps before peak finding (OpenPose's Python demo: %g); "
+                             "default: no blur, as OpenPose's C++ and COCO evaluation code"
+                             % grouping.DEMO_SMOOTH_SIGMA)
     parser.add_argument("--keep-neckless", action="store_true",
                         help="join neck-less partial people (see inference/README.md)")
     parser.add_argument("--no-resume", action="store_true",

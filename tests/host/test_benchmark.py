@@ -18,7 +18,7 @@ def test_both_nets_through_caffe_and_both_opencvs(tiny_nets, tmp_path):
     run = run_benchmark("--deploy-mln", tiny_nets / "random.prototxt",
                         "--deploy-baseline", tiny_nets / "codec.prototxt",
                         "--cache", tmp_path / "cache", "--json", tmp_path / "bench.json",
-                        "--md", tmp_path / "bench.md")
+                        "--md", tmp_path / "bench.md", "--caffe-time")
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / "bench.json").read_text())
     assert sorted(report["grouping_ms"]) == sorted(report["nms_ms"]) == ["10", "2"]
@@ -29,7 +29,7 @@ def test_both_nets_through_caffe_and_both_opencvs(tiny_nets, tmp_path):
         runtimes = report["network_ms"][model]
         assert "Caffe 1.0, pycaffe forward" in runtimes
         assert sorted(runtimes) == sorted(
-            ["Caffe 1.0, pycaffe forward"]
+            ["Caffe 1.0, pycaffe forward", "caffe time (CLI)"]
             + ["OpenCV %s DNN" % env["opencv"] for env in report["environments"].values()])
     assert "forward" in report["image_to_people_ms"]
     table = (tmp_path / "bench.md").read_text()
