@@ -115,7 +115,7 @@ def match_counts(evaluation, coco, image_ids, results):
         ground = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=False))
                   if a.get("num_keypoints", 0) > 0]
         # COCOeval's OKS matrix: detections by descending score x all ground truth of the image
-        oks = np.asarray(evaluation.ious.get((image_id, 1), []))
+        oks = np.asarray(evaluation.ious.get((image_id, 1), []) if evaluation else [])
         if oks.size == 0:
             best_oks.extend([0.0] * len(ground))
             continue

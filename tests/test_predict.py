@@ -134,3 +134,19 @@ def test_missing_net_files_are_named(tiny_nets, codec_images, tmp_path):
     run = predict(tiny_nets, images, tmp_path / "out.json", weights="absent")
     assert run.returncode == 1 and "weights not found" in run.stderr
     assert "absent.caffemodel" in run.stderr
+
+
+def test_annotation_images_missing_or_of_another_size_are_skipped(tiny_nets, codec_images,
+                                                                  tmp_path):
+    images, annotation = codec_images
+    data = json.loads(annotation.read_text())
+    data["images"][0]["height"] += 1                   # 1.png is not this size
+    data["images"].append({"id": 99, "file_name": "absent.png", "height": 368, "width": 432})
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(data))
+    out = tmp_path / "results.json"
+    run = predict(tiny_nets, images, out, "--ann", changed)
+    assert run.returncode == 0, run.stderr
+    assert "skipped 1.png: size differs from the annotation" in run.stderr
+    assert "skipped absent.png: file missing" in run.stderr
+    assert sorted({r["image_id"] for r in json.loads(out.read_text())}) == [2, 10]
