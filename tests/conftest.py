@@ -23,3 +23,18 @@ def coco_mini():
     if not (COCO_MINI / "person_keypoints_train2017.json").is_file():
         pytest.skip("COCO slice not found at %s (set MLN_COCO_MINI)" % COCO_MINI)
     return COCO_MINI
+
+
+@pytest.fixture(scope="session")
+def tiny_nets(tmp_path_factory):
+    """Folder with the tiny deploy nets of tests/tiny_nets.py (made once, through caffe-env, so
+    that the deploy venv's tests get them too); skips where Caffe is not set up."""
+    import subprocess
+    out = tmp_path_factory.mktemp("tiny_nets")
+    run = subprocess.run([str(REPO / "scripts" / "caffe-env"), "python", "-m", "tests.tiny_nets",
+                          str(out)], cwd=str(REPO), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True)
+    if run.returncode == 125:       # caffe-env's own error: no Caffe set up here
+        pytest.skip("no Caffe to make the tiny nets with: %s" % run.stdout.strip()[-300:])
+    assert run.returncode == 0, run.stdout[-3000:]
+    return out

@@ -1,0 +1,90 @@
+"""Run a deploy net: real Caffe (pycaffe) or OpenCV's DNN module, on the same prototxt+caffemodel.
+
+Both backends have forward(blob) -> net_output: blob (1, 3, h, w) float32 as image_to_blob makes
+it, net_output (1, 57, h/8, w/8) float32 (19 heatmaps, then 38 PAFs). Caffe is imported only
+when a CaffeBackend is made, so the OpenCV backend runs where there is no Caffe (the deploy venv).
+"""
+import os
+import pathlib
+
+import numpy as np
+
+OUTPUT_BLOB = "net_output"
+BACKENDS = ("opencv", "caffe")
+
+
+class BackendError(Exception):
+    """A net that cannot be loaded or run, with a message naming the files."""
+
+
+def image_to_blob(image_bgr):
+    """Padded BGR uint8 image (h, w, 3) -> network input (1, 3, h, w) float32: pixel / 256 - 0.5."""
+    blob = image_bgr.astype(np.float32) / 256.0 - 0.5
+    return np.ascontiguousarray(blob.transpose(2, 0, 1)[None])
+
+
+def _check_files(deploy, weights):
+    for kind, path in (("deploy prototxt", deploy), ("weights", weights)):
+        if not pathlib.Path(path).is_file():
+            raise BackendError("%s not found: %s" % (kind, path))
+
+
+class CaffeBackend(object):
+    """pycaffe in CPU mode; the input blob is reshaped to each image's padded size."""
+
+    name = "caffe"
+
+    def __init__(self, deploy, weights, output=OUTPUT_BLOB):
+        _check_files(deploy, weights)
+        os.environ.setdefault("GLOG_minloglevel", "2")     # keep Caffe's load log quiet
+        import caffe
+        caffe.set_mode_cpu()
+        self.net = caffe.Net(str(deploy), str(weights), caffe.TEST)
+        if output not in self.net.blobs:
+            raise BackendError("%s has no blob %r (its outputs: %s)"
+                               % (deploy, output, list(self.net.outputs)))
+        self.input = self.net.inputs[0]
+        self.output = output
+
+    def forward(self, blob):
+        data = self.net.blobs[self.input]
+        if data.data.shape != blob.shape:
+            data.reshape(*blob.shape)
+            self.net.reshape()
+        data.data[...] = blob
+        self.net.forward()
+        return self.net.blobs[self.output].data.copy()
+
+
+class OpenCVBackend(object):
+    """OpenCV's DNN module reading the Caffe files (cv2.dnn.readNetFromCaffe); any input size."""
+
+    name = "opencv"
+
+    def __init__(self, deploy, weights, output=OUTPUT_BLOB):
+        _check_files(deploy, weights)
+        import cv2
+        if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromCaffe"):
+            raise BackendError("this OpenCV (%s) has no Caffe importer (OpenCV 5 removed it; "
+                               "use opencv-python-headless<5)" % cv2.__version__)
+        try:
+            self.net = cv2.dnn.readNetFromCaffe(str(deploy), str(weights))
+        except cv2.error as error:
+            raise BackendError("OpenCV cannot load %s with %s: %s" % (deploy, weights, error))
+        self.output = output
+        self._cv2 = cv2
+
+    def forward(self, blob):
+        self.net.setInput(blob)
+        try:
+            return self.net.forward(self.output)
+        except self._cv2.error as error:
+            raise BackendError("OpenCV forward to %r failed: %s" % (self.output, error))
+
+
+def make_backend(name, deploy, weights):
+    if name == "caffe":
+        return CaffeBackend(deploy, weights)
+    if name == "opencv":
+        return OpenCVBackend(deploy, weights)
+    raise ValueError("backend must be one of %s, got %r" % (BACKENDS, name))
