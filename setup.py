@@ -15,7 +15,7 @@ setup(
     install_requires=["numpy"],
     extras_require={
         # OpenCV 5 has no Caffe importer; 4.10+ has the fast convolution kernels.
-        "deploy": ["opencv-python-headless>=4.10,<5", "pycocotools"],
+        "deploy": ["opencv-python-headless>=4.10,<5", "pycocotools", "tqdm"],
         "test": ["pytest", "hypothesis"],
     },
 )

@@ -117,14 +117,24 @@ def test_paf_direction_follows_the_part_order_not_the_drawing_order():
     assert down[cy, 10, 10] == pytest.approx(1.0) and up[cy, 10, 10] == pytest.approx(-1.0)
 
 
-def test_paf_width_is_one_label_cell_and_it_stops_at_the_parts():
+def test_paf_covers_cells_within_one_label_cell_of_the_segment():
     fields = labels.part_affinity_fields(
         person(neck=(centre(10), centre(20)), left_hip=(centre(30), centre(20))), GRID)
     cx, _ = limb_channels("neck", "left_hip")
     column = fields[cx, :, 20]
-    assert list(np.nonzero(column)[0]) == [19, 20, 21]     # 8 px either side, inclusive
+    assert list(np.nonzero(column)[0]) == [19, 20, 21]      # 8 px either side, inclusive
     row = fields[cx, 20]
-    assert list(np.nonzero(row)[0]) == list(range(10, 31))  # from one part to the other
+    assert list(np.nonzero(row)[0]) == list(range(9, 32))   # and 8 px past either part
+    # past the ends the band is rounded: a cell one over and one along (11.3 px) is outside
+    assert fields[cx, 21, 9] == 0 and fields[cx, 21, 10] == 1
+
+
+def test_limb_shorter_than_a_cell_still_gets_a_field():
+    fields = labels.part_affinity_fields(
+        person(nose=(centre(10), centre(10)), right_eye=(centre(10) + 3, centre(10) - 2)), GRID)
+    cx, cy = limb_channels("nose", "right_eye")
+    norm = np.hypot(3, 2)
+    assert (fields[cx, 10, 10], fields[cy, 10, 10]) == pytest.approx((3 / norm, -2 / norm))
 
 
 def test_overlapping_limbs_of_two_people_are_averaged():
