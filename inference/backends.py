@@ -71,8 +71,20 @@ class OpenCVBackend(object):
             self.net = cv2.dnn.readNetFromCaffe(str(deploy), str(weights))
         except cv2.error as error:
             raise BackendError("OpenCV cannot load %s with %s: %s" % (deploy, weights, error))
-        self.output = output
+        self.output = self._output_layer(deploy, output)
         self._cv2 = cv2
+
+    def _output_layer(self, deploy, output):
+        """OpenCV names outputs by layer, Caffe by top: OpenPose's deploy nets (and our baseline)
+        make `net_output` in a layer called concat_stage7. Take the layer of that name if there
+        is one, else the net's only final layer."""
+        if output in self.net.getLayerNames():
+            return output
+        finals = list(self.net.getUnconnectedOutLayersNames())
+        if len(finals) != 1:
+            raise BackendError("%s: no layer %r and %d final layers (%s); cannot tell which one "
+                               "gives %r" % (deploy, output, len(finals), ", ".join(finals), output))
+        return finals[0]
 
     def forward(self, blob):
         self.net.setInput(blob)

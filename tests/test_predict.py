@@ -44,6 +44,19 @@ def test_opencv_gives_caffes_own_output_on_the_same_files(tiny_nets):
     np.testing.assert_allclose(output, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
+def test_output_made_by_a_layer_of_another_name_is_found(tiny_nets, tmp_path):
+    # OpenCV names outputs by layer; OpenPose's deploy nets and our baseline make the blob
+    # net_output in a layer called concat_stage7.
+    renamed = tmp_path / "renamed.prototxt"
+    renamed.write_text((tiny_nets / "random.prototxt").read_text().replace(
+        'name: "net_output"', 'name: "concat_stage7"'))
+    assert 'name: "concat_stage7"' in renamed.read_text()
+    backend = backends.OpenCVBackend(renamed, tiny_nets / "random.caffemodel")
+    output = backend.forward(np.load(str(tiny_nets / "random_input.npy")))
+    np.testing.assert_allclose(output, np.load(str(tiny_nets / "random_output.npy")),
+                               rtol=1e-4, atol=1e-4)
+
+
 def test_people_of_known_positions_are_found_end_to_end(tiny_nets, codec_images, tmp_path):
     images, annotation = codec_images
     out = tmp_path / "results.json"
