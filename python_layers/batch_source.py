@@ -144,10 +144,7 @@ def _worker_main(reader, params, order, slots, tasks, task_lock, results, result
     cv2.setNumThreads(1)        # the workers are the parallelism; no OpenCV threads after fork
     while True:
         with task_lock:
-            message = tasks.recv()
-        if message is None:
-            return
-        slot, index, task = message
+            slot, index, task = tasks.recv()      # the parent terminates us when done
         try:
             store_sample(build_sample(reader, params, order, task), [s[slot] for s in slots],
                          index)
@@ -255,9 +252,11 @@ class BatchSource(object):
 
     def wait_until_prefetched(self):
         """Block until every batch in preparation is built; -> how many that is."""
+        if not self._workers:
+            return 0
         while any(self._pending):
             self._receive()
-        return len(self._workers and self._pending)
+        return len(self._pending)
 
     def _fill_from_workers(self, outputs):
         slot = self.batches_done % len(self._pending)

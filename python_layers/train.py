@@ -38,8 +38,8 @@ import subprocess
 import sys
 
 from generators.make_net import parse_json_object, write_net_files
-from generators.nets import MODELS, NetOptions
 from generators.mln import WIRINGS
+from generators.nets import MODELS, NetOptions
 from generators.solver import SolverOptions
 from python_layers import plot_log
 from python_layers.batch_source import die_with_parent
@@ -250,8 +250,8 @@ def _signal_group(process, signum):
 def run_caffe(command, cwd, log_path, echo=sys.stdout):
     """Run `command` in `cwd`, appending its output to log_path and echoing it.
 
-    -> (exit code, None) or (exit code, (reason, iteration)) when it was stopped because a loss
-    became NaN or infinite. Caffe gets its own process group (with its data workers), so that
+    -> (exit code, None), or (exit code, (reason, last iteration with a finite loss or None)) when
+    it was stopped because a loss became NaN or infinite. Caffe gets its own process group (with its data workers), so that
     stopping it stops them too; Ctrl-C asks Caffe to stop (it snapshots) and returns 130.
     """
     watch = LossWatch()
@@ -269,7 +269,7 @@ def run_caffe(command, cwd, log_path, echo=sys.stdout):
                     break
                 log.write(line)
                 echo.write(line)
-                reason = divergence is None and watch.check(line)
+                reason = watch.check(line) if divergence is None else None
                 if reason:
                     divergence = (reason, watch.iteration)
                     # SIGKILL: no snapshot of diverged weights, no stack trace from glog
@@ -283,9 +283,9 @@ def run_caffe(command, cwd, log_path, echo=sys.stdout):
                                "again to kill it\n")
                     _signal_group(process, signal.SIGINT)
         code = process.wait()
-    if interrupted:
-        return INTERRUPTED_EXIT, divergence
-    return code, divergence and (divergence[0], watch.last_good_iteration(divergence[1]))
+    if divergence:
+        divergence = (divergence[0], watch.last_good_iteration(divergence[1]))
+    return (INTERRUPTED_EXIT if interrupted else code), divergence
 
 
 # ---- one training session
@@ -377,8 +377,9 @@ def prepare(args, argv, now=None):
         settings = settings_for_resume(args, saved["settings"])
         snapshots = snapshot_iterations(os.path.join(run_dir, SNAPSHOT_DIR), settings["model"])
         if not snapshots:
-            raise TrainError("--resume: no snapshot in %s yet (nothing to continue from); "
-                             "start again without --resume" % os.path.join(run_dir, SNAPSHOT_DIR))
+            raise TrainError("--resume: no snapshot in %s yet, nothing to continue from; to "
+                             "start again, delete %s or choose another --run-dir"
+                             % (os.path.join(run_dir, SNAPSHOT_DIR), run_dir))
         start = max(snapshots)
         if settings["iters"] <= start:
             raise TrainError("--resume: the run is at iteration %d already; give --iters above "

@@ -19,6 +19,7 @@ from generators.nets import NetOptions
 from generators.solver import SolverOptions
 from python_layers import augment
 from python_layers.batch_source import SampleError
+from tests.caffe.process_helpers import alive
 
 TOPS = ("data", "heatmap_label", "paf_label", "loss_mask")
 CROP, BATCH = 96, 4
@@ -48,15 +49,6 @@ def batches(net, count):
 
 def close(net):
     net.layers[0].batches.close()       # pycaffe never frees Python layers (see data_layer.py)
-
-
-def alive(pid):
-    """True while process `pid` exists and is not a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def all_samples(lmdb):

@@ -13,6 +13,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from python_layers import plot_log, train
+from tests.caffe.process_helpers import alive
 from tests.conftest import REPO
 
 TRAIN_SH = str(REPO / "scripts" / "train.sh")
@@ -39,14 +40,6 @@ def worker_pids(text):
     match = re.search(r"CocoPoseDataLayer: .* worker processes \(pids ([\d ]+)\)", text)
     assert match, "the data layer did not report its workers"
     return [int(pid) for pid in match.group(1).split()]
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def snapshots(run_dir):
@@ -135,6 +128,43 @@ def test_resume_continues_from_the_latest_snapshot(trained):
     curves = plot_log.read_log(str(trained / "caffe.log"))
     # both sessions in the plot: the first ends and the second starts at 60
     assert curves[plot_log.TOTAL].iterations[-5:] == [59, 60, 60, 61, 62]
+
+
+def test_weights_are_copied_by_layer_name(tmp_path, coco_mini_lmdb):
+    """A caffemodel holding VGG-19's first two layers (and a layer MLN lacks) initialises a run;
+    with lr 0 the snapshot after one update still holds them."""
+    import caffe
+    from caffe import layers as L
+    spec = caffe.NetSpec()
+    spec.data = L.Input(shape=dict(dim=[1, 3, 8, 8]))
+    spec.conv1_1 = L.Convolution(spec.data, num_output=64, kernel_size=3, pad=1)
+    spec.conv1_2 = L.Convolution(spec.conv1_1, num_output=64, kernel_size=3, pad=1)
+    spec.not_in_mln = L.Convolution(spec.conv1_2, num_output=2, kernel_size=1)
+    (tmp_path / "vgg.prototxt").write_text(str(spec.to_proto()))
+    net = caffe.Net(str(tmp_path / "vgg.prototxt"), caffe.TEST)
+    rng = np.random.RandomState(0)
+    for name in net.params:
+        for blob in net.params[name]:
+            blob.data[...] = rng.standard_normal(blob.data.shape)
+    net.save(str(tmp_path / "vgg.caffemodel"))
+    run_dir = tmp_path / "finetune"
+    done = train_sh("--model", "mln", "--lmdb", coco_mini_lmdb, "--iters", 1, "--run-dir",
+                    run_dir, "--weights", tmp_path / "vgg.caffemodel", "--base-lr", 0,
+                    "--gpu", "cpu", "--batch", 1, "--iter-size", 2, "--crop", 64)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = sessions_of_log(run_dir)[0]
+    assert "Ignoring source layer not_in_mln" in log
+    solver = text_format.Merge((run_dir / "mln" / "solver.prototxt").read_text(),
+                               caffe_pb2.SolverParameter())
+    assert solver.iter_size == 2
+    snapshot = caffe_pb2.NetParameter()
+    snapshot.ParseFromString((run_dir / "snapshots" / "mln_iter_1.caffemodel").read_bytes())
+    stored = {layer.name: [np.array(blob.data) for blob in layer.blobs]
+              for layer in snapshot.layer if layer.blobs}
+    for name in ("conv1_1", "conv1_2"):
+        for given, kept in zip(net.params[name], stored[name]):
+            np.testing.assert_array_equal(kept.reshape(given.data.shape), given.data)
+    assert stored["conv2_1"][0].std() == pytest.approx(0.01, rel=0.1)   # the filler's
 
 
 def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path, coco_mini_lmdb):
