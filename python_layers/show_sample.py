@@ -1,7 +1,10 @@
 """Write one augmented training sample as a PNG, to check the labels by eye.
 
-    python python_layers/show_sample.py --image IMG.jpg --ann person_keypoints.json \
-        --out sample.png [--image-id ID] [--person K] [--seed S] [--flip random|yes|no]
+    python python_layers/show_sample.py --lmdb DB --index I [--person K] --out sample.png
+    python python_layers/show_sample.py --lmdb DB --position P --seed S --out sample.png
+    python python_layers/show_sample.py --ann person_keypoints.json --image IMG.jpg \
+        [--image-id ID] [--person K] --out sample.png
+    options: [--seed S] [--flip random|yes|no] [--crop C]
 
 Four panels, each the augmented crop (crop_size x crop_size):
   top left     keypoints and skeleton of every person (right side warm colours, left side cool,
@@ -13,9 +16,16 @@ Four panels, each the augmented crop (crop_size x crop_size):
   bottom right the loss mask: red where the loss is ignored (mask 0), with the label grid.
 The header gives the image id, the person and the random choices.
 
-Source: a COCO keypoint JSON and its image (the keypoints through data_prep.keypoints, the loss
-mask made with pycocotools: 0 on crowd regions and on people without keypoints). After a flip a
-person facing the camera still has its right side (warm) on the image's left.
+Sources, all giving a data_prep Record (persons, main persons, loss mask), augmented by
+python_layers.augment as the data layer does:
+  --lmdb DB --index I     record I of a packed database; --person K is an index into its persons
+                          (default: its first main person);
+  --lmdb DB --position P  the P-th sample of the data layer's stream for --seed: the same record,
+                          main person and augmentation that training gets (batch b of size N holds
+                          positions b*N .. b*N+N-1);
+  --ann JSON --image IMG  one image packed on the fly by data_prep's own code: the record the
+                          packer would write (reading a big annotation file takes a while).
+After a flip a person facing the camera still has its right side (warm) on the image's left.
 """
 import argparse
 import os
@@ -30,84 +40,51 @@ from python_layers import augment
 HEADER_PIXELS = 28
 
 
-# ----------------------------------------------------------------------------- the source
+# ----------------------------------------------------------------------------- the sources
 
-class CocoImageRecord:
-    """One COCO image with the fields of data_prep's Record that augment.sample_from_record uses.
+def record_from_coco(annotation_path, image_path, image_id=None):
+    """The Record that data_prep's packer makes of one image (data_prep.coco_json, packing).
 
-    A viewer's stand-in built straight from the JSON; training reads data_prep's LMDB records.
-    People = non-crowd annotations with keypoints; centre = bounding-box centre and scale =
-    box height / 368 (OpenPose's objpos and scale_provided).
+    The image is found by `image_id`, else by its file name; ValueError when the image is not
+    in the file or makes no record (the packer's reasons are given).
     """
-
-    def __init__(self, coco, image_id, image_path):
-        from pycocotools import mask as mask_utils   # only this source needs pycocotools
-        self._mask_utils = mask_utils
-        info = coco.get("images_by_id", {}).get(image_id)
-        if info is None:
-            raise ValueError("image id %d is not in the annotation file" % image_id)
-        self.image_id, self.file_name = image_id, info["file_name"]
-        self.height, self.width = info["height"], info["width"]
-        self._image_path = image_path
-        annotations = coco["annotations_by_image"].get(image_id, [])
-        people = [a for a in annotations if not a.get("iscrowd") and a.get("num_keypoints", 0) > 0]
-        self._ignored = [a for a in annotations
-                         if a.get("iscrowd") or a.get("num_keypoints", 0) == 0]
-        coco_keypoints = np.array([a["keypoints"] for a in people], dtype=np.float32)
-        self.parts = keypoints.coco_to_parts(coco_keypoints.reshape(-1, 17, 3))
-        boxes = np.array([a["bbox"] for a in people], dtype=np.float32).reshape(-1, 4)
-        self.boxes = boxes
-        self.centers = boxes[:, :2] + boxes[:, 2:] / 2
-        self.scales = boxes[:, 3] / augment.SCALE_REFERENCE_PIXELS
-
-    def image(self):
-        image = cv2.imread(self._image_path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError("cannot read image %s" % self._image_path)
-        if image.shape[:2] != (self.height, self.width):
-            raise ValueError("image %s is %dx%d but the annotations say %dx%d"
-                             % (self._image_path, image.shape[1], image.shape[0],
-                                self.width, self.height))
-        return image
-
-    def mask_miss(self):
-        """(H, W) uint8: 0 on crowd regions and on people without keypoints, 1 elsewhere."""
-        mask = np.ones((self.height, self.width), dtype=np.uint8)
-        for annotation in self._ignored:
-            segmentation = annotation["segmentation"]
-            if isinstance(segmentation, list):                      # polygons
-                rles = self._mask_utils.frPyObjects(segmentation, self.height, self.width)
-                rle = self._mask_utils.merge(rles)
-            elif isinstance(segmentation.get("counts"), list):      # uncompressed RLE
-                rle = self._mask_utils.frPyObjects(segmentation, self.height, self.width)
-            else:
-                rle = segmentation
-            mask[self._mask_utils.decode(rle) > 0] = 0
-        return mask
-
-
-def load_coco(path):
-    """The COCO JSON with images and annotations indexed by image id."""
-    import json
+    from data_prep import packing, skip_reasons
+    from data_prep.coco_json import AnnotationFile, AnnotationFileError, plan_images
+    from data_prep.record import Record
     try:
-        with open(path) as handle:
-            coco = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise ValueError("cannot read COCO annotations %s: %s" % (path, error)) from error
-    coco["images_by_id"] = {info["id"]: info for info in coco.get("images", [])}
-    by_image = {}
-    for annotation in coco.get("annotations", []):
-        by_image.setdefault(annotation["image_id"], []).append(annotation)
-    coco["annotations_by_image"] = by_image
-    return coco
-
-
-def image_id_from_name(coco, image_path):
+        tasks, _ = plan_images(AnnotationFile(annotation_path))
+    except AnnotationFileError as error:
+        raise ValueError(str(error)) from None
     name = os.path.basename(image_path)
-    for info in coco["images"]:
-        if info["file_name"] == name:
-            return info["id"]
-    raise ValueError("no image named %s in the annotations; give --image-id" % name)
+    wanted = [task for task in tasks if isinstance(task.entry, dict) and (
+        task.entry.get("id") == image_id if image_id is not None
+        else task.entry.get("file_name") == name)]
+    if not wanted:
+        raise ValueError("%s: no image %s in the annotation file%s" % (
+            annotation_path, "id %d" % image_id if image_id is not None else "named " + name,
+            "" if image_id is not None else "; give --image-id"))
+    entry = wanted[0].entry
+    if entry.get("file_name") != name:
+        raise ValueError("%s: image id %s is %s, not %s" % (annotation_path, entry.get("id"),
+                                                            entry.get("file_name"), name))
+    outcome = packing.process_image(wanted[0], os.path.dirname(os.path.abspath(image_path)))
+    if outcome.record is None:
+        reasons = [skip_reasons.describe(problem) for problem in outcome.problems] or [
+            "%s (%s)" % (reason, skip_reasons.REASONS[reason][2])
+            for reason in outcome.counts if reason in skip_reasons.REASONS]
+        raise ValueError("%s: image id %d makes no training record: %s"
+                         % (annotation_path, entry["id"], "; ".join(reasons)))
+    return Record.from_bytes(outcome.record, where="%s image %d" % (annotation_path, entry["id"]))
+
+
+def sample_from_stream(lmdb, position, seed):
+    """(record, person, rng) of the data layer's sample at `position` for `seed`."""
+    from data_prep.record import LmdbReader
+    from python_layers.batch_source import SampleOrder, list_samples
+    with LmdbReader(lmdb) as reader:
+        order = SampleOrder(list_samples(reader), seed)
+        task = order.task(position)
+        return reader[task.record], task.person, order.rng(task)
 
 
 # ----------------------------------------------------------------------------- the picture
@@ -226,7 +203,7 @@ def describe(record, person, augmentation):
 def write_sample_picture(record, person, params, rng, out_path, flip="random"):
     """Augment person `person` of `record`, render the picture to out_path; returns the Sample."""
     if not 0 <= person < len(record.parts):
-        raise ValueError("image %d has %d annotated people; person %d does not exist"
+        raise ValueError("image %d has %d persons with keypoints; person %d does not exist"
                          % (record.image_id, len(record.parts), person))
     augmentation = augment.draw_augmentation(params, rng)
     if flip != "random":
@@ -245,35 +222,60 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] + " Panels: keypoints, heatmaps, PAFs, loss mask.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--image", required=True, help="the COCO image file")
-    parser.add_argument("--ann", required=True, help="COCO person keypoints JSON")
+    parser.add_argument("--lmdb", help="a database packed by data_prep/coco_to_lmdb.py")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--index", type=int, help="with --lmdb: the record's index")
+    which.add_argument("--position", type=int,
+                       help="with --lmdb: the data layer's sample at this position for --seed")
+    parser.add_argument("--ann", help="COCO person keypoints JSON (with --image)")
+    parser.add_argument("--image", help="the COCO image file (with --ann)")
     parser.add_argument("--image-id", type=int,
                         help="COCO image id (default: looked up by the image's file name)")
-    parser.add_argument("--person", type=int, default=0,
-                        help="main person: index among the image's people with keypoints")
+    parser.add_argument("--person", type=int,
+                        help="the person to centre on: index among the record's persons "
+                             "(default: its first main person)")
     parser.add_argument("--out", required=True, help="PNG to write")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the augmentation")
     parser.add_argument("--flip", choices=("random", "yes", "no"), default="random",
                         help="force the flip on or off (the other choices stay random)")
     parser.add_argument("--crop", type=int, default=augment.AugmentParams.crop_size,
                         help="crop size (multiple of 8)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.lmdb is not None:
+        if args.index is None and args.position is None:
+            parser.error("--lmdb needs --index I or --position P")
+        if args.ann or args.image or args.image_id is not None:
+            parser.error("choose one source: --lmdb, or --ann with --image")
+        if args.position is not None and args.person is not None:
+            parser.error("--position chooses the person itself; leave out --person")
+    elif args.ann is None or args.image is None:
+        parser.error("give a source: --lmdb DB --index I, --lmdb DB --position P, or "
+                     "--ann JSON --image IMG")
+    elif args.index is not None or args.position is not None:
+        parser.error("--index and --position go with --lmdb")
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        coco = load_coco(args.ann)
-        image_id = args.image_id if args.image_id is not None else image_id_from_name(coco,
-                                                                                      args.image)
-        try:
-            record = CocoImageRecord(coco, image_id, args.image)
-        except ValueError as error:
-            raise ValueError("%s: %s" % (args.ann, error)) from error
+        rng = np.random.RandomState(args.seed)
+        if args.position is not None:
+            record, person, rng = sample_from_stream(args.lmdb, args.position, args.seed)
+        elif args.lmdb is not None:
+            from data_prep.record import LmdbReader
+            with LmdbReader(args.lmdb) as reader:
+                if not 0 <= args.index < len(reader):
+                    raise ValueError("%s holds records 0 .. %d; there is no record %d"
+                                     % (args.lmdb, len(reader) - 1, args.index))
+                record, person = reader[args.index], args.person
+        else:
+            record, person = record_from_coco(args.ann, args.image, args.image_id), args.person
+        if person is None:
+            person = int(np.nonzero(record.is_main)[0][0])
         params = augment.AugmentParams(crop_size=args.crop)
-        write_sample_picture(record, args.person, params, np.random.RandomState(args.seed),
-                             args.out, flip=args.flip)
-    except ValueError as error:
+        write_sample_picture(record, person, params, rng, args.out, flip=args.flip)
+    except ValueError as error:          # RecordError and the packer's reasons included
         sys.exit("show_sample: error: %s" % error)
     print("wrote %s" % args.out)
 

@@ -1,5 +1,8 @@
-"""The label picture tool on real COCO images: its JSON source (people, centres, scales, the loss
-mask of crowds and people without keypoints) and the PNG it writes."""
+"""The label picture tool on real COCO images: its JSON source (data_prep's packing of one
+image: persons, centres, scales, the loss mask of crowds and people without keypoints), the PNG
+it writes and its errors. The LMDB sources: tests/caffe/test_show_sample_lmdb.py."""
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -7,22 +10,29 @@ import pytest
 from python_layers import augment, show_sample
 
 IMAGE_ID = 129648          # 9 people with keypoints, 4 without, 1 crowd region
+NO_MAIN_PERSON = "000000551757.jpg"      # one person with 4 keypoints
 
 
 @pytest.fixture(scope="module")
 def coco_json(coco_mini):
-    return show_sample.load_coco(str(coco_mini / "person_keypoints_train2017.json"))
+    with open(str(coco_mini / "person_keypoints_train2017.json")) as handle:
+        return json.load(handle)
 
 
 @pytest.fixture(scope="module")
-def record(coco_json, coco_mini):
-    return show_sample.CocoImageRecord(coco_json, IMAGE_ID,
-                                       str(coco_mini / "images" / "000000129648.jpg"))
+def record(coco_mini):
+    return show_sample.record_from_coco(str(coco_mini / "person_keypoints_train2017.json"),
+                                        str(coco_mini / "images" / "000000129648.jpg"))
+
+
+def annotations_of(coco_json, image_id):
+    return [a for a in coco_json["annotations"] if a["image_id"] == image_id]
 
 
 def test_the_json_record_holds_the_people_with_keypoints(record, coco_json):
-    annotations = coco_json["annotations_by_image"][IMAGE_ID]
-    people = [a for a in annotations if not a["iscrowd"] and a["num_keypoints"] > 0]
+    people = [a for a in annotations_of(coco_json, IMAGE_ID)
+              if not a["iscrowd"] and a["num_keypoints"] > 0]
+    assert record.image_id == IMAGE_ID and record.is_main.any()
     assert record.parts.shape == (len(people), 18, 3) == (9, 18, 3)
     x, y, w, h = people[0]["bbox"]
     np.testing.assert_allclose(record.centers[0], (x + w / 2, y + h / 2), rtol=1e-6)
@@ -33,7 +43,7 @@ def test_the_json_record_holds_the_people_with_keypoints(record, coco_json):
 def test_the_json_mask_ignores_crowds_and_people_without_keypoints(record, coco_json):
     mask = record.mask_miss()
     assert mask.shape == (record.height, record.width) and mask.dtype == np.uint8
-    ignored = [a for a in coco_json["annotations_by_image"][IMAGE_ID]
+    ignored = [a for a in annotations_of(coco_json, IMAGE_ID)
                if a["iscrowd"] or a["num_keypoints"] == 0]
     area = sum(a["area"] for a in ignored)
     assert 0.85 * area < (mask == 0).sum() <= 1.02 * area
@@ -74,10 +84,32 @@ def test_the_picture_shows_the_labels_where_they_are(record):
     assert pixel.max() <= 0.4 * 255 + 1                   # elsewhere the darkened crop
 
 
-def test_an_unknown_image_id_is_a_clear_error(coco_mini, tmp_path, capsys):
+def test_an_unknown_image_id_is_a_clear_error(coco_mini, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         show_sample.main(["--image", str(coco_mini / "images" / "000000129648.jpg"),
                           "--ann", str(coco_mini / "person_keypoints_train2017.json"),
                           "--image-id", "12345", "--out", str(tmp_path / "x.png")])
     assert "image id 12345" in str(exit_info.value)
     assert "person_keypoints_train2017.json" in str(exit_info.value)
+
+
+def test_an_image_without_a_main_person_says_why(coco_mini, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        show_sample.main(["--image", str(coco_mini / "images" / NO_MAIN_PERSON),
+                          "--ann", str(coco_mini / "person_keypoints_train2017.json"),
+                          "--out", str(tmp_path / "x.png")])
+    assert "makes no training record" in str(exit_info.value)
+    assert "no_main_person" in str(exit_info.value)
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--lmdb", "db"], "--lmdb needs --index I or --position P"),
+    (["--ann", "a.json"], "give a source"),
+    (["--lmdb", "db", "--index", "1", "--ann", "a.json"], "choose one source"),
+    (["--lmdb", "db", "--position", "1", "--person", "2"], "leave out --person"),
+])
+def test_sources_are_checked(arguments, message, capsys):
+    with pytest.raises(SystemExit):
+        show_sample.parse_args(arguments + ["--out", "x.png"])
+    assert message in capsys.readouterr().err

@@ -1,0 +1,282 @@
+"""Batches of training samples from data_prep's LMDB, built ahead of time by worker processes.
+
+No Caffe here: python_layers.data_layer wraps a BatchSource in a Caffe layer, the benchmark and
+the tests drive it directly.
+
+The sample stream
+-----------------
+A sample is (record index, main person index): every main person of every record (data_prep's
+`is_main`) is one sample. The stream is endless: epoch e = positions e*n .. (e+1)*n - 1 is a
+permutation of the n samples drawn from RandomState([seed, e]), and the sample at position p gets
+its augmentation from its own RandomState([seed, epoch, p - e*n]). A batch is therefore the same
+whoever builds it: deterministic for a seed, independent of the number of workers and of the order
+in which they finish.
+
+Forward call t of solver rank r of R (pycaffe's multi-GPU training; R = 1 otherwise) takes the
+positions first_sample + (t*R + r)*N + i, i < N: the ranks share one stream without overlap, and a
+resumed run (first_sample = iteration x iter_size x N x R) continues it where it stopped.
+
+Workers
+-------
+`workers` forked processes build samples into shared memory (anonymous MAP_SHARED mmaps made
+before the fork: nothing big is pickled) and report each one through a pipe. There are no helper
+threads in the parent: under `caffe train` Caffe's C++ holds Python's lock while it computes, so a
+thread would not run; the workers do not need it. `prefetch_batches` batches are in preparation at
+any time: when a batch is handed over, its slot is refilled at once with the batch that many
+places ahead, so the workers build it while Caffe computes. LMDB is reopened in each worker by
+data_prep's reader on first use. Workers die with their parent (PR_SET_PDEATHSIG), ignore Ctrl-C
+(the parent decides), and `close()` (also on deletion) terminates and reaps them. An exception in a
+worker is raised in the parent as SampleError, naming the position, record, image id and file, with
+the worker's traceback; a worker that dies is an error naming its exit code.
+"""
+import collections
+import mmap
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import traceback
+
+import numpy as np
+
+from data_prep.keypoints import NUM_HEATMAPS, NUM_PAFS
+from data_prep.record import LmdbReader
+
+TOPS = ("data", "heatmap_label", "paf_label", "loss_mask")
+
+Task = collections.namedtuple("Task", "position epoch index record person")
+Task.__doc__ = """One sample of the stream: its position, epoch, index within the epoch (these
+three fix its random augmentation), and which record and main person it shows."""
+
+
+class SampleError(RuntimeError):
+    """A sample could not be built; the message names the sample, the image and the cause."""
+
+
+def list_samples(reader):
+    """[(record index, person index)] of every main person of the database, in record order."""
+    samples = []
+    for index in range(len(reader)):
+        samples.extend((index, int(person)) for person in np.nonzero(reader[index].is_main)[0])
+    return samples
+
+
+class SampleOrder(object):
+    """The endless, per-epoch shuffled stream of samples (see the module docstring)."""
+
+    def __init__(self, samples, seed):
+        if not samples:
+            raise ValueError("no samples: the database holds no main person")
+        if not 0 <= seed < 2 ** 32:
+            raise ValueError("seed must be in 0 .. 2**32 - 1, got %r" % (seed,))
+        self.samples = list(samples)
+        self.seed = seed
+        self._epoch, self._permutation = None, None
+
+    def task(self, position):
+        epoch, index = divmod(position, len(self.samples))
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._permutation = np.random.RandomState([self.seed, epoch]).permutation(
+                len(self.samples))
+        record, person = self.samples[self._permutation[index]]
+        return Task(position, epoch, index, record, person)
+
+    def rng(self, task):
+        """The augmentation random state of one sample."""
+        return np.random.RandomState([self.seed, task.epoch, task.index])
+
+
+def build_sample(reader, params, order, task):
+    """augment.Sample of `task`; any failure becomes a SampleError naming the sample."""
+    from python_layers import augment          # OpenCV is imported where samples are built
+    where = "sample at position %d (record %d of %s, person %d)" % (
+        task.position, task.record, reader.path, task.person)
+    try:
+        record = reader[task.record]
+        where = "%s: image id %d, %s" % (where, record.image_id, record.file_name)
+        return augment.sample_from_record(record, task.person, params, order.rng(task))
+    except Exception as error:
+        raise SampleError("%s: %s: %s" % (where, type(error).__name__, error)) from error
+
+
+def top_shapes(batch_size, params):
+    """Shapes of the four tops (TOPS order) for a batch."""
+    grid = params.grid_size
+    return [(batch_size, 3, params.crop_size, params.crop_size),
+            (batch_size, NUM_HEATMAPS, grid, grid), (batch_size, NUM_PAFS, grid, grid),
+            (batch_size, 1, grid, grid)]
+
+
+def store_sample(sample, outputs, index):
+    """Copy the four arrays of a sample into row `index` of the four output arrays."""
+    for output, array in zip(outputs, (sample.data, sample.heatmap_label, sample.paf_label,
+                                       sample.loss_mask)):
+        output[index] = array
+
+
+def _shared_array(shape):
+    """A float32 array in anonymous shared memory, visible to processes forked after this."""
+    nbytes = int(np.prod(shape)) * 4
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.float32).reshape(shape)
+
+
+def die_with_parent(signum, parent_pid):
+    """Have the kernel send `signum` to this process when its parent dies (Linux's
+    PR_SET_PDEATHSIG; elsewhere nothing), and exit now if the parent is already gone."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signum)              # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _worker_main(reader, params, order, slots, tasks, task_lock, results, result_lock, parent):
+    # Ctrl-C goes to the whole process group: the parent decides. Caffe's handlers, inherited by
+    # the fork, must not run here. Die with the parent even when it is killed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(signal.SIGKILL, parent)
+    import cv2
+    cv2.setNumThreads(1)        # the workers are the parallelism; no OpenCV threads after fork
+    while True:
+        with task_lock:
+            slot, index, task = tasks.recv()      # the parent terminates us when done
+        try:
+            store_sample(build_sample(reader, params, order, task), [s[slot] for s in slots],
+                         index)
+            reply = (slot, None)
+        except Exception as error:
+            reply = (slot, "%s\nin data worker pid %d:\n%s"
+                     % (error, os.getpid(), traceback.format_exc()))
+        with result_lock:
+            results.send(reply)
+
+
+class BatchSource(object):
+    """Batches of `batch_size` samples from the database at `source`.
+
+    fill(outputs) writes the next batch into four arrays of top_shapes(batch_size, params)
+    (the Caffe tops, or any arrays). workers = 0 builds the samples in this process, in fill().
+    """
+
+    def __init__(self, source, batch_size, params, seed=0, workers=0, prefetch_batches=2,
+                 first_sample=0, rank=0, ranks=1):
+        if batch_size < 1 or workers < 0 or prefetch_batches < 1 or first_sample < 0:
+            raise ValueError("need batch_size >= 1, workers >= 0, prefetch_batches >= 1, "
+                             "first_sample >= 0; got %r, %r, %r, %r"
+                             % (batch_size, workers, prefetch_batches, first_sample))
+        if not 0 <= rank < ranks:
+            raise ValueError("solver rank %r is not in 0 .. %r" % (rank, ranks - 1))
+        self.reader = LmdbReader(source)
+        self.batch_size, self.params = batch_size, params
+        self.first_sample, self.rank, self.ranks = first_sample, rank, ranks
+        self.order = SampleOrder(list_samples(self.reader), seed)
+        self.batches_done = 0
+        self._workers, self._closed = [], False
+        if workers:
+            self._start_workers(workers, prefetch_batches)
+
+    @property
+    def num_samples(self):
+        return len(self.order.samples)
+
+    def tasks(self, batch_number):
+        """The Tasks of this source's batch `batch_number` (0 = the first fill())."""
+        start = self.first_sample + (batch_number * self.ranks + self.rank) * self.batch_size
+        return [self.order.task(start + i) for i in range(self.batch_size)]
+
+    def fill(self, outputs):
+        if self._closed:
+            raise SampleError("this batch source is closed (after an error or close())")
+        if self._workers:
+            self._fill_from_workers(outputs)
+        else:
+            for index, task in enumerate(self.tasks(self.batches_done)):
+                store_sample(build_sample(self.reader, self.params, self.order, task), outputs,
+                             index)
+        self.batches_done += 1
+
+    # ---- worker processes
+
+    def _start_workers(self, workers, prefetch_batches):
+        context = multiprocessing.get_context("fork")
+        self._slots = [_shared_array((prefetch_batches,) + shape)
+                       for shape in top_shapes(self.batch_size, self.params)]
+        self._pending = [0] * prefetch_batches        # samples not yet built, per slot
+        task_reader, self._tasks = context.Pipe(duplex=False)
+        self._results, result_writer = context.Pipe(duplex=False)
+        task_lock, result_lock = context.Lock(), context.Lock()
+        for _ in range(workers):
+            worker = context.Process(
+                target=_worker_main, daemon=True,
+                args=(self.reader, self.params, self.order, self._slots, task_reader, task_lock,
+                      result_writer, result_lock, os.getpid()))
+            worker.start()
+            self._workers.append(worker)
+        task_reader.close()
+        result_writer.close()
+        for batch_number in range(prefetch_batches):
+            self._submit(batch_number)
+
+    @property
+    def worker_pids(self):
+        return [worker.pid for worker in self._workers]
+
+    def _submit(self, batch_number):
+        slot = batch_number % len(self._pending)
+        self._pending[slot] = self.batch_size
+        for index, task in enumerate(self.tasks(batch_number)):
+            self._tasks.send((slot, index, task))
+
+    def _receive(self):
+        """Wait for one finished sample; raise if it failed or if a worker died."""
+        sentinels = {worker.sentinel: worker for worker in self._workers}
+        ready = multiprocessing.connection.wait([self._results] + list(sentinels))
+        if self._results in ready:
+            slot, error = self._results.recv()
+            if error is not None:
+                self.close()
+                raise SampleError(error)
+            self._pending[slot] -= 1
+            return
+        worker = sentinels[ready[0]]
+        worker.join()
+        self.close()
+        raise SampleError("data worker pid %d died (exit code %s; a negative code is the signal "
+                          "that killed it, e.g. -9 when the system ran out of memory)"
+                          % (worker.pid, worker.exitcode))
+
+    def wait_until_prefetched(self):
+        """Block until every batch in preparation is built; -> how many that is."""
+        if not self._workers:
+            return 0
+        while any(self._pending):
+            self._receive()
+        return len(self._pending)
+
+    def _fill_from_workers(self, outputs):
+        slot = self.batches_done % len(self._pending)
+        while self._pending[slot]:
+            self._receive()
+        for output, shared in zip(outputs, self._slots):
+            output[...] = shared[slot]
+        self._submit(self.batches_done + len(self._pending))
+
+    def close(self):
+        """Terminate and reap the workers (idempotent)."""
+        workers = getattr(self, "_workers", [])       # [] when __init__ failed early
+        self._workers, self._closed = [], True
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join()
+        if workers:
+            self._tasks.close()
+            self._results.close()
+
+    def __del__(self):
+        self.close()
