@@ -29,6 +29,20 @@ def _check_files(deploy, weights):
             raise BackendError("%s not found: %s" % (kind, path))
 
 
+def import_caffe_quietly():
+    """pycaffe with glog's INFO and WARNING lines off (glog reads GLOG_minloglevel when Caffe is
+    first loaded). The variable is restored afterwards: child processes, such as a training
+    run's `caffe train`, must keep their own logging."""
+    previous = os.environ.get("GLOG_minloglevel")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        import caffe
+    finally:
+        if previous is None:
+            del os.environ["GLOG_minloglevel"]
+    return caffe
+
+
 class CaffeBackend(object):
     """pycaffe in CPU mode; the input blob is reshaped to each image's padded size."""
 
@@ -36,8 +50,7 @@ class CaffeBackend(object):
 
     def __init__(self, deploy, weights, output=OUTPUT_BLOB):
         _check_files(deploy, weights)
-        os.environ.setdefault("GLOG_minloglevel", "2")     # keep Caffe's load log quiet
-        import caffe
+        caffe = import_caffe_quietly()
         caffe.set_mode_cpu()
         self.net = caffe.Net(str(deploy), str(weights), caffe.TEST)
         if output not in self.net.blobs:

@@ -12,6 +12,8 @@ import sys
 
 import numpy as np
 
+from inference.backends import import_caffe_quietly
+
 
 def fill_random(net, seed=0):
     """Set every parameter blob of a caffe.Net in place: weights He-normal, biases 0."""
@@ -25,8 +27,7 @@ def fill_random(net, seed=0):
 
 
 def write_random_weights(deploy, out, seed=0):
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import caffe
+    caffe = import_caffe_quietly()
     caffe.set_mode_cpu()
     net = caffe.Net(str(deploy), caffe.TEST)
     fill_random(net, seed)

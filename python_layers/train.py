@@ -251,13 +251,16 @@ def run_caffe(command, cwd, log_path, echo=sys.stdout):
     """Run `command` in `cwd`, appending its output to log_path and echoing it.
 
     -> (exit code, None), or (exit code, (reason, last iteration with a finite loss or None)) when
-    it was stopped because a loss became NaN or infinite. Caffe gets its own process group (with its data workers), so that
-    stopping it stops them too; Ctrl-C asks Caffe to stop (it snapshots) and returns 130.
+    it was stopped because a loss became NaN or infinite. Caffe gets its own process group (with
+    its data workers), so that stopping it stops them too; Ctrl-C asks Caffe to stop (it snapshots) and returns 130.
     """
     watch = LossWatch()
     divergence, interrupted = None, False
+    # The loss watch reads Caffe's INFO lines: ask for them, whatever the caller's environment
+    # says (a quiet GLOG_minloglevel set by a tool in this process would silence them).
+    environment = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
     with open(log_path, "a") as log:
-        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
+        process = subprocess.Popen(command, cwd=cwd, env=environment, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, universal_newlines=True,
                                    errors="replace", start_new_session=True,
                                    preexec_fn=functools.partial(die_with_parent, signal.SIGTERM,

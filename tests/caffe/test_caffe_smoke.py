@@ -44,8 +44,9 @@ def write_tiny_net_and_solver(directory):
 
 def test_caffe_cli_trains_a_net_with_a_python_layer(tmp_path):
     solver_path = write_tiny_net_and_solver(tmp_path)
-    run = subprocess.run(["caffe", "train", "--solver", str(solver_path)], cwd=tmp_path,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    run = subprocess.run(["caffe", "train", "--solver", str(solver_path)], cwd=str(tmp_path),
+                         env=dict(os.environ, GLOG_minloglevel="0"), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True)
     assert run.returncode == 0, run.stdout[-3000:]
     losses = [float(v) for v in re.findall(r"Iteration \d+.*?, loss = ([-\d.e+]+)", run.stdout)]
     assert len(losses) >= ITERATIONS // 20, run.stdout[-3000:]

@@ -20,9 +20,10 @@ TRAIN_SH = str(REPO / "scripts" / "train.sh")
 SMALL = ["--gpu", "cpu", "--batch", "2", "--crop", "128", "--display", "1"]
 
 
-def train_sh(*args, timeout=600):
+def train_sh(*args, timeout=600, env=None):
     return subprocess.run([TRAIN_SH] + [str(a) for a in args], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout,
+                          env=env)
 
 
 def sessions_of_log(run_dir):
@@ -169,10 +170,13 @@ def test_weights_are_copied_by_layer_name(tmp_path, coco_mini_lmdb):
 
 def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path, coco_mini_lmdb):
     run_dir = tmp_path / "nan"
-    # no --gpu: the default asks for GPU 0, which the CPU-only embedded Caffe lacks
+    # no --gpu: the default asks for GPU 0, which the CPU-only embedded Caffe lacks. A caller
+    # whose environment silences glog (as tools that load pycaffe quietly do) must not blind
+    # the loss watch, which reads Caffe's INFO lines.
     done = train_sh("--model", "mln", "--lmdb", coco_mini_lmdb, "--iters", 30, "--run-dir",
                     run_dir, "--snapshot-every", 1, "--base-lr", 1000, "--workers", 2,
-                    "--batch", 2, "--crop", 128, "--display", 1)
+                    "--batch", 2, "--crop", 128, "--display", 1,
+                    env=dict(os.environ, GLOG_minloglevel="2"))
     assert done.returncode == train.DIVERGED_EXIT, done.stderr[-3000:]
     if os.environ.get("MLN_CAFFE_MODE") == "embedded":
         assert "this Caffe is a CPU-only build" in done.stderr
