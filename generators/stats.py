@@ -167,6 +167,7 @@ def main(argv=None):
                         help="print the paper's Table 2 rows (MLN, OpenPose) beside ours")
     parser.add_argument("--totals-only", action="store_true", help="leave out the per-layer rows")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--json-file", help="also write the JSON to this file")
     args = parser.parse_args(argv)
     if not os.path.isfile(args.prototxt):
         sys.exit("stats.py: error: no such file: %s" % args.prototxt)
@@ -174,14 +175,15 @@ def main(argv=None):
         stats = net_stats(args.prototxt, args.height, args.width)
     except ValueError as error:
         sys.exit("stats.py: error: %s" % error)
-    if args.json:
-        if args.compare_paper:
-            stats["paper_table_2"] = PAPER_TABLE_2
-        if args.totals_only:
-            del stats["layers"]
-        print(json.dumps(stats, indent=1))
-    else:
-        print(format_stats(stats, not args.totals_only, args.compare_paper))
+    table = format_stats(stats, not args.totals_only, args.compare_paper)
+    if args.compare_paper:
+        stats["paper_table_2"] = PAPER_TABLE_2
+    if args.totals_only:
+        del stats["layers"]
+    print(json.dumps(stats, indent=1) if args.json else table)
+    if args.json_file:
+        with open(args.json_file, "w") as handle:
+            json.dump(stats, handle, indent=1)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,11 @@ The work is done by python_layers.batch_source (the sample order, the worker pro
 python_layers.augment (one sample); this module only parses param_str and fills the tops.
 """
 import dataclasses
+import functools
 import json
 import os
 import sys
+import traceback
 
 import caffe
 
@@ -76,6 +78,22 @@ def parse_param_str(text):
     return options, params
 
 
+def report_errors(method):
+    """Print a layer method's exception to stderr (Caffe's log) before it propagates: under the
+    `caffe` command line boost::python ends the process on it (error_already_set) without ever
+    printing the Python error, so a message naming the image or the key would be lost."""
+    @functools.wraps(method)
+    def reporting(self, *args):
+        try:
+            return method(self, *args)
+        except Exception:
+            sys.stderr.write("CocoPoseDataLayer: error in %s: %s"
+                             % (method.__name__, traceback.format_exc()))
+            sys.stderr.flush()
+            raise
+    return reporting
+
+
 def describe_workers(pids):
     if not pids:
         return "samples built in this process (workers 0)"
@@ -90,6 +108,7 @@ class CocoPoseDataLayer(caffe.Layer):
     or until `net.layers[0].batches.close()`.
     """
 
+    @report_errors
     def setup(self, bottom, top):
         if bottom:
             raise ValueError("CocoPoseDataLayer takes no bottom blobs")
@@ -118,6 +137,7 @@ class CocoPoseDataLayer(caffe.Layer):
         for index, shape in enumerate(self.shapes):       # pycaffe's top does not iterate
             top[index].reshape(*shape)
 
+    @report_errors
     def forward(self, bottom, top):
         self.batches.fill([top[index].data for index in range(len(self.shapes))])
 

@@ -446,12 +446,22 @@ def train(args, argv, echo=sys.stdout, notices=sys.stderr):
                       "%s\n" % run_dir)
         return code
     if code != 0:
-        notices.write("train: Caffe failed (exit code %d); see %s\n"
-                      % (code, os.path.join(run_dir, LOG_FILE)))
+        error = python_error_of_last_session(os.path.join(run_dir, LOG_FILE))
+        notices.write("train: Caffe failed (exit code %d)%s; see %s\n"
+                      % (code, ": %s" % error if error else "", os.path.join(run_dir, LOG_FILE)))
         return code
     notices.write("train: done; run directory %s%s\n"
                   % (run_dir, " (losses: %s)" % os.path.basename(plot) if plot else ""))
     return 0
+
+
+def python_error_of_last_session(log_path):
+    """The last Python exception line ("module.SomeError: message") that the current session
+    wrote into Caffe's log (the data layer prints its errors there), or None."""
+    with open(log_path, errors="replace") as handle:
+        session = handle.read().rsplit("\ntrain.py: session ", 1)[-1]
+    errors = re.findall(r"^([A-Za-z_][\w.]*(?:Error|Exception): .*)$", session, flags=re.M)
+    return errors[-1] if errors else None
 
 
 def main(argv=None):

@@ -167,11 +167,14 @@ def test_stats_cli_reshapes_and_reports_json(repo):
     assert report["paper_table_2"]["OpenPose"]["weights"] == BASELINE_WEIGHTS
 
 
-def test_stats_cli_table_compares_with_the_paper(repo):
+def test_stats_cli_table_compares_with_the_paper(repo, tmp_path):
     run = subprocess.run(
         [sys.executable, str(repo / "generators" / "stats.py"),
-         str(repo / "prototxt" / "baseline" / "deploy.prototxt"), "--compare-paper"],
+         str(repo / "prototxt" / "baseline" / "deploy.prototxt"), "--compare-paper",
+         "--json-file", str(tmp_path / "counts.json")],
         check=True, stdout=subprocess.PIPE, universal_newlines=True)
+    saved = json.loads((tmp_path / "counts.json").read_text())   # the table and the JSON at once
+    assert saved["total"]["weights"] == BASELINE_WEIGHTS and "paper_table_2" in saved
     lines = run.stdout.splitlines()
     assert any(line.startswith("Mconv7_stage6_L2 ") and "2,432" in line for line in lines)
     ours = [line for line in lines if line.startswith("this net")]

@@ -13,6 +13,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from python_layers import plot_log, train
+from tests.caffe.data_prep_helpers import run_packer
 from tests.caffe.process_helpers import alive
 from tests.conftest import REPO
 
@@ -264,3 +265,19 @@ def test_device_choice():
                             has_nccl=lambda: True)
     with pytest.raises(train.TrainError, match="--gpu must be"):
         train.choose_device("first")
+
+
+def test_a_data_layer_error_reaches_the_user_through_caffes_command_line(tmp_path, coco_mini):
+    # `caffe train` itself never prints a Python layer's exception (boost::python ends the
+    # process on it): the layer writes it into the log, and train.sh repeats it.
+    empty = tmp_path / "no_images"
+    empty.mkdir()
+    packed = run_packer(coco_mini / "person_keypoints_train2017.json", empty, tmp_path / "db",
+                        "--workers", 0)
+    assert packed.returncode == 0 and "records written           0" in packed.stdout
+    done = train_sh("--model", "mln", "--lmdb", tmp_path / "db", "--iters", 2, "--run-dir",
+                    tmp_path / "run", "--gpu", "cpu", "--batch", 2, "--crop", 64)
+    assert done.returncode != 0
+    assert re.search(r"train: Caffe failed \(exit code -?\d+\): \S*Error: .*no main person",
+                     done.stderr), done.stderr[-2000:]
+    assert "CocoPoseDataLayer: error in setup" in (tmp_path / "run" / "caffe.log").read_text()

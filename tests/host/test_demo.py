@@ -1,0 +1,121 @@
+"""./scripts/demo.sh, the README's first command, as a new user runs it (from the host)."""
+import json
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+
+DEMO = str(REPO / "scripts" / "demo.sh")
+STEPS = ("nets", "data", "pack", "init", "train", "reference", "predict", "evaluate")
+
+
+def demo(*args):
+    return subprocess.run([DEMO] + [str(a) for a in args], cwd=str(REPO), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "quick"
+    run = demo("--quick", "--out", out)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return out, run
+
+
+def test_quick_demo_writes_the_report_with_every_step(quick_demo):
+    out, run = quick_demo
+    report = (out / "report.md").read_text()
+    for step in STEPS:
+        assert re.search(r"^\| %s \| \d+\.\d \|$" % step, report, re.M), step
+        assert (out / "logs" / ("%s.log" % step)).is_file() or step == "data"
+    assert "demo: done" in run.stdout
+
+
+def test_report_puts_our_counts_beside_table_2(quick_demo):
+    out, _ = quick_demo
+    report = (out / "report.md").read_text()
+    assert "| mln | 21,278,912 | 21,278,912 | 82.52e9 | 82.5e9 | 85.16 | 85.2 |" in report
+    assert "| baseline | 52,298,816 | 52,298,816 | 159.57e9 | 159.6e9 | 209.25 | 209.3 |" in report
+
+
+def test_report_shows_the_loss_falling_with_its_plot(quick_demo):
+    out, _ = quick_demo
+    report = (out / "report.md").read_text()
+    found = re.search(r"mean of the first three displayed values ([\d.]+), of the last three "
+                      r"([\d.]+)", report)
+    assert found, report
+    first, last = float(found.group(1)), float(found.group(2))
+    assert last < 0.85 * first
+    references = re.search(r"all outputs zero \(what the untrained net predicts\) ([\d.]+); the "
+                           r"background channel exact and every part and limb zero ([\d.]+)",
+                           report)
+    assert references, report
+    zero, background_only = float(references.group(1)), float(references.group(2))
+    assert 0 < background_only < zero
+    assert 0.6 * zero < first < 1.4 * zero       # the untrained net scores the all-zero reference
+    assert "What this shows: over" in report
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_evaluates_untrained_and_trained_networks_on_held_out_images(quick_demo):
+    out, _ = quick_demo
+    report = (out / "report.md").read_text()
+    rows = re.findall(r"^\| (untrained \(iteration 0\)|trained \(iteration \d+\)) \| "
+                      r"([\d.]+) \|.*\| (\d+) \|$", report, re.M)
+    assert [name.split()[0] for name, _, _ in rows] == ["untrained", "trained"]
+    for name in ("untrained", "trained"):
+        results = json.loads((out / "results" / ("%s.json" % name)).read_text())
+        metrics = json.loads((out / "results" / ("%s_metrics.json" % name)).read_text())
+        row = [r for r in rows if r[0].startswith(name)][0]
+        assert float(row[1]) == pytest.approx(metrics["AP"], abs=5e-4)
+        assert int(row[2]) == len(results)
+    # the held-out images are not among the training images
+    annotations = out / "data" / "annotations"
+    train = {i["file_name"] for i in json.loads(
+        (annotations / "person_keypoints_train.json").read_text())["images"]}
+    val = {i["file_name"] for i in json.loads(
+        (annotations / "person_keypoints_val.json").read_text())["images"]}
+    assert val and not (train & val)
+    assert sorted(p.name for p in (out / "pictures").iterdir()) == sorted(val)
+
+
+def test_training_started_from_the_untrained_network(quick_demo):
+    out, _ = quick_demo
+    settings = json.loads((out / "train" / "params.json").read_text())["settings"]
+    assert settings["weights"] == str(out / "untrained.caffemodel")
+    assert (settings["model"], settings["crop"], settings["base_lr"]) == ("mln", 128, 6e-5)
+
+
+def test_a_failing_step_stops_the_demo_naming_the_step_and_its_log(tmp_path):
+    # A COCO-format file whose images are not in the folder: nothing can be packed or trained.
+    annotation = {"images": [{"id": i, "file_name": "%d.jpg" % i, "height": 100, "width": 100}
+                             for i in (1, 2)],
+                  "annotations": [{"id": i, "image_id": i, "category_id": 1, "iscrowd": 0,
+                                   "num_keypoints": 17, "area": 2000.0,
+                                   "bbox": [10, 10, 40, 80],
+                                   "keypoints": sum(([30, 20 + 3 * k, 2] for k in range(17)),
+                                                    []),
+                                   "segmentation": [[10, 10, 50, 10, 50, 90, 10, 90]]}
+                                  for i in (1, 2)],
+                  "categories": [{"id": 1, "name": "person"}]}
+    (tmp_path / "ann.json").write_text(json.dumps(annotation))
+    (tmp_path / "images").mkdir()
+    run = demo("--quick", "--coco", tmp_path / "ann.json", tmp_path / "images",
+               "--out", tmp_path / "out")
+    assert run.returncode == 1
+    failed = re.search(r"demo: step '(\w+)' failed \((.+?)\)\. Its log: (\S+)", run.stderr)
+    assert failed, run.stderr[-2000:]
+    assert failed.group(1) == "pack" and "no record written" in failed.group(2)
+    log = failed.group(3)
+    assert (tmp_path / "out" / "logs" / "pack.log").samefile(log)
+    assert "image_missing" in run.stderr      # the log's end is shown: why images were left out
+
+
+def test_a_folder_the_demo_did_not_make_is_never_replaced(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    run = demo("--quick", "--out", tmp_path)
+    assert run.returncode == 1
+    assert "not empty and was not made by the demo" in run.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
