@@ -286,13 +286,17 @@ def verdict(untrained_ap, trained_ap, curve, reference, settings):
     parts = ["over %d iterations (%d samples) the loss %s, from %.1f to %.1f."
              % (settings["iters"], samples, "fell" if last < first else "did NOT fall",
                 first, last)]
-    if last < 0.9 * reference["background_only"]:
+    background_only = reference["background_only"]
+    if last < 0.9 * background_only:
         parts.append("It is below what knowing the background alone scores (%.1f): the net has "
-                     "started to locate parts and limbs." % reference["background_only"])
-    else:
+                     "started to locate parts and limbs." % background_only)
+    elif last <= 1.25 * background_only:
         parts.append("That is about what knowing the background channel alone scores (%.1f): "
                      "the net has learnt where people are not, but not yet to locate parts and "
-                     "limbs." % reference["background_only"])
+                     "limbs." % background_only)
+    else:
+        parts.append("That is still well above what knowing the background channel alone "
+                     "scores (%.1f): not even the background is learnt yet." % background_only)
     if trained_ap > untrained_ap:
         parts.append("On the held-out images the trained network finds people the untrained "
                      "one does not (AP %.3f against %.3f)." % (trained_ap, untrained_ap))
