@@ -25,9 +25,11 @@ import collections
 import fcntl
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
+import traceback
 
 from data_prep import packing, record, skip_reasons
 from data_prep.coco_json import AnnotationFile, AnnotationFileError, plan_images
@@ -171,15 +173,15 @@ class Database(object):
 
 
 # ---- parallel per-image work --------------------------------------------------------------
+# Our own small worker set rather than multiprocessing.Pool: Pool.terminate() can deadlock
+# (seen here about once in 20 runs when a full disk stopped the writer), and a Pool worker
+# killed by the OOM killer leaves its task's result waited for forever. Here every worker has
+# its own task and result pipes, chunk k goes to worker k % n (so results come back in file
+# order), and a dead worker is noticed through its sentinel.
 
-_worker_job = None    # (tasks, images_dir), set in each worker by _start_worker
-
-
-def _start_worker(tasks, images_dir):
-    global _worker_job
-    _worker_job = (tasks, images_dir)
-    # Ctrl-C reaches the whole process group; only the writer handles it. SIGTERM (the pool's
-    # way to stop its workers) must kill, not run the writer's handler inherited by the fork.
+def _worker_main(tasks, images_dir, task_reader, result_writer):
+    # Ctrl-C reaches the whole process group; only the writer handles it. SIGTERM (how the
+    # writer stops its workers) must kill, not run the writer's handler inherited by the fork.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:   # die with the writer even when it is killed with SIGKILL (Linux)
@@ -187,58 +189,102 @@ def _start_worker(tasks, images_dir):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    while True:
+        chunk = task_reader.recv()
+        if chunk is None:
+            return
+        first, stop = chunk
+        try:
+            result = ("ok", [packing.process_image(tasks[i], images_dir)
+                             for i in range(first, stop)])
+        except Exception:
+            result = ("error", "images %d..%d of the annotation file:\n%s"
+                      % (first, stop - 1, traceback.format_exc()))
+        result_writer.send(result)
 
 
-def _process_images(first, stop):
-    tasks, images_dir = _worker_job
-    return [packing.process_image(tasks[i], images_dir) for i in range(first, stop)]
+class _Worker(object):
+    def __init__(self, context, tasks, images_dir):
+        task_reader, self.tasks = context.Pipe(duplex=False)
+        self.results, result_writer = context.Pipe(duplex=False)
+        self.process = context.Process(target=_worker_main, daemon=True,
+                                       args=(tasks, images_dir, task_reader, result_writer))
+        self.process.start()
+        task_reader.close()
+        result_writer.close()
+
+    def send(self, chunk):
+        try:
+            self.tasks.send(chunk)
+        except BrokenPipeError:
+            self._died()
+
+    def receive(self):
+        ready = multiprocessing.connection.wait([self.results, self.process.sentinel])
+        if self.results not in ready:
+            self._died()
+        try:
+            status, value = self.results.recv()
+        except EOFError:            # it died while sending
+            self._died()
+        if status == "error":
+            raise PackError("a packing worker failed on %s" % value)
+        return value
+
+    def _died(self):
+        self.process.join()
+        raise PackError("a packing worker (pid %d) died with exit code %s (a negative code is "
+                        "the signal, e.g. -9 when the system ran out of memory). Everything "
+                        "committed is intact; rerun the same command to continue"
+                        % (self.process.pid, self.process.exitcode))
 
 
 class Outcomes(object):
     """Outcomes of images start.. in file order, computed by `workers` forked processes (0: in
-    this process). At most a few tasks per worker are in flight, so memory stays bounded however
+    this process). At most a few chunks per worker are in flight, so memory stays bounded however
     slow the writer is."""
 
     def __init__(self, tasks, images_dir, start, workers):
         self.tasks, self.images_dir, self.start, self.workers = tasks, images_dir, start, workers
-        self.pool = None
+        self._workers = []
 
     def __enter__(self):
-        if self.workers > 0:
-            context = multiprocessing.get_context("fork")
-            self.pool = context.Pool(self.workers, initializer=_start_worker,
-                                     initargs=(self.tasks, self.images_dir))
+        context = multiprocessing.get_context("fork")
+        for _ in range(self.workers):
+            self._workers.append(_Worker(context, self.tasks, self.images_dir))
         return self
 
     def __iter__(self):
-        if self.pool is None:
+        if not self._workers:
             for task in self.tasks[self.start:]:
                 yield packing.process_image(task, self.images_dir)
             return
-        chunks = iter(range(self.start, len(self.tasks), IMAGES_PER_TASK))
-        pending = collections.deque()
-
-        def submit():
-            first = next(chunks, None)
-            if first is not None:
-                stop = min(first + IMAGES_PER_TASK, len(self.tasks))
-                pending.append(self.pool.apply_async(_process_images, (first, stop)))
-
-        for _ in range(3 * self.workers):
-            submit()
-        while pending:
-            outcomes = pending.popleft().get()
-            submit()
+        chunks = [(first, min(first + IMAGES_PER_TASK, len(self.tasks)))
+                  for first in range(self.start, len(self.tasks), IMAGES_PER_TASK)]
+        in_flight = 3 * len(self._workers)
+        for number, chunk in enumerate(chunks[:in_flight]):
+            self._worker_of(number).send(chunk)
+        for number in range(len(chunks)):
+            outcomes = self._worker_of(number).receive()
+            if number + in_flight < len(chunks):
+                self._worker_of(number + in_flight).send(chunks[number + in_flight])
             for outcome in outcomes:
                 yield outcome
 
+    def _worker_of(self, chunk_number):
+        return self._workers[chunk_number % len(self._workers)]
+
     def __exit__(self, exc_type, *exc_info):
-        if self.pool is not None:
+        workers, self._workers = self._workers, []
+        for worker in workers:
             if exc_type is None:
-                self.pool.close()
+                worker.tasks.send(None)       # all work was received: let it finish
             else:
-                self.pool.terminate()
-            self.pool.join()
+                worker.process.terminate()
+        for worker in workers:
+            worker.process.join()
+            worker.tasks.close()
+            worker.results.close()
 
 
 # ---- the run --------------------------------------------------------------------------------
