@@ -291,9 +291,9 @@ def verdict(untrained_ap, trained_ap, curve, reference, settings):
         parts.append("It is below what knowing the background alone scores (%.1f): the net has "
                      "started to locate parts and limbs." % background_only)
     elif last <= 1.25 * background_only:
-        parts.append("That is about what knowing the background channel alone scores (%.1f): "
-                     "the net has learnt where people are not, but not yet to locate parts and "
-                     "limbs." % background_only)
+        parts.append("That is near (within 25%% of) what knowing the background channel alone "
+                     "scores (%.1f): the net is learning where people are not, but not yet to "
+                     "locate parts and limbs." % background_only)
     else:
         parts.append("That is still well above what knowing the background channel alone "
                      "scores (%.1f): not even the background is learnt yet." % background_only)
