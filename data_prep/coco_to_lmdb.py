@@ -277,10 +277,13 @@ class Outcomes(object):
     def __exit__(self, exc_type, *exc_info):
         workers, self._workers = self._workers, []
         for worker in workers:
-            if exc_type is None:
-                worker.tasks.send(None)       # all work was received: let it finish
-            else:
+            if exc_type is not None:
                 worker.process.terminate()
+                continue
+            try:
+                worker.tasks.send(None)       # all work was received: let it finish
+            except BrokenPipeError:           # it has exited already; none of its work is missing
+                pass
         for worker in workers:
             worker.process.join()
             worker.tasks.close()
