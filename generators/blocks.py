@@ -3,16 +3,18 @@
 Every function takes the NetSpec it adds layers to and the names of the layers it creates, and
 returns the Top(s) the next block consumes. Nothing here knows which net it is building.
 
-Convolutions follow OpenPose's training setup: weights Gaussian(std 0.01), biases 0; weights
-lr_mult 1 / decay_mult 1, biases lr_mult 2 / decay_mult 0. Padding is kernel_size // 2 so that
-every convolution after the backbone keeps the stride-8 map's size.
+Convolutions follow OpenPose's training setup: biases 0; weights lr_mult 1 / decay_mult 1,
+biases lr_mult 2 / decay_mult 0. Padding is kernel_size // 2 so that every convolution after the
+backbone keeps the stride-8 map's size. The weight filler written here is OpenPose's
+Gaussian(0.01); generators/nets.py then sets each convolution's filler for the model's scheme
+(generators/fillers.py), which knows which convolutions are outputs.
 """
 import collections
 
 from caffe import layers as L
 from caffe import params as P
 
-WEIGHT_FILLER = dict(type="gaussian", std=0.01)
+from generators.fillers import GAUSSIAN as WEIGHT_FILLER
 BIAS_FILLER = dict(type="constant", value=0)
 WEIGHT_AND_BIAS_LEARNING = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
 

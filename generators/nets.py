@@ -5,6 +5,7 @@ import caffe
 
 from generators import baseline, mln
 from generators.backbone import STRIDE
+from generators.fillers import DEFAULT_FILLERS, apply_fillers, check_fillers
 from generators.net_io import (data_param_str, deploy_input, deploy_output, masked_l2_losses,
                                train_input_shapes, training_data)
 
@@ -23,6 +24,7 @@ class NetOptions:
     data_param: dict = dataclasses.field(default_factory=dict)   # extra data-layer keys
     wiring: str = "a"                         # MLN only, see generators/mln.py
     data_source: str = "python"               # "python" (the data layer) or "input"
+    fillers: str = None                       # generators/fillers.py; None: the model's default
 
 
 def _build_body(model, net, image, options):
@@ -32,6 +34,23 @@ def _build_body(model, net, image, options):
     if model == "baseline":
         return baseline.build(net, image), baseline.OUTPUT_LAYER
     raise ValueError("model must be one of %s, not %r" % (MODELS, model))
+
+
+def fillers_of(model, options):
+    """The filler scheme the nets of `model` get: options.fillers, or the model's default."""
+    if model not in MODELS:
+        raise ValueError("model must be one of %s, not %r" % (MODELS, model))
+    return check_fillers(options.fillers or DEFAULT_FILLERS[model])
+
+
+def _finish(net, model, options, outputs, kind):
+    """NetSpec -> NetParameter named <model>_<kind>, with the model's initial-weight fillers."""
+    supervised = [top for _, top in outputs.heatmaps + outputs.pafs]
+    output_layers = [name for name, top in net.tops.items()
+                     if any(top is wanted for wanted in supervised)]
+    proto = net.to_proto()
+    proto.name = "%s_%s" % (model, kind)
+    return apply_fillers(proto, fillers_of(model, options), output_layers)
 
 
 def train_net(model, options):
@@ -44,9 +63,7 @@ def train_net(model, options):
         net, options.data_source, shapes, param_str)
     outputs, _ = _build_body(model, net, image, options)
     masked_l2_losses(net, outputs, heatmap_label, paf_label, loss_mask)
-    proto = net.to_proto()
-    proto.name = "%s_train" % model
-    return proto
+    return _finish(net, model, options, outputs, "train")
 
 
 def deploy_net(model, options):
@@ -55,6 +72,4 @@ def deploy_net(model, options):
     image = deploy_input(net, options.deploy_height, options.deploy_width)
     outputs, output_layer = _build_body(model, net, image, options)
     deploy_output(net, outputs, output_layer)
-    proto = net.to_proto()
-    proto.name = "%s_deploy" % model
-    return proto
+    return _finish(net, model, options, outputs, "deploy")

@@ -8,8 +8,9 @@ untrained starting point of a training run.
 Runs where Caffe is. --init he (default): every weight blob drawn from N(0, 2 / fan_in), so
 activations keep their scale through the ReLUs (what speed runs want); biases 0. --init fillers:
 the prototxt's own fillers with Caffe's random seed S, i.e. the weights `caffe train` would start
-from (the generators' Gaussian std 0.01, biases 0): train from this file with --weights and it is
-exactly the untrained network.
+from (for MLN the generators' MSRA in the hidden convolutions and Gaussian std 0.01 in the
+outputs, biases 0; generators/fillers.py): train from this file with --weights and it is exactly
+the untrained network.
 """
 import argparse
 import os

@@ -38,9 +38,10 @@ import subprocess
 import sys
 
 from generators.make_net import parse_json_object, write_net_files
+from generators.fillers import FILLERS
 from generators.mln import WIRINGS
 from generators.nets import MODELS, NetOptions
-from generators.solver import SolverOptions
+from generators.solver import SOLVER_TYPES, SolverOptions
 from python_layers import plot_log
 from python_layers.batch_source import die_with_parent
 
@@ -53,7 +54,9 @@ DIVERGED_EXIT = 3
 INTERRUPTED_EXIT = 130
 # The settings that define a training; a resumed run keeps them.
 FIXED_SETTINGS = {"model": None, "lmdb": None, "batch": 28, "iter_size": 1, "crop": 368,
-                  "base_lr": 6e-5, "seed": 0, "wiring": "a", "data_param": {}}
+                  "base_lr": 6e-5, "seed": 0, "wiring": "a", "data_param": {},
+                  "solver": "sgd", "weight_decay": 5e-4, "clip_gradients": None,
+                  "fillers": None}
 # The settings a resumed run may change.
 SESSION_SETTINGS = {"iters": 600000, "gpu": "0", "workers": None, "display": 20,
                     "snapshot_every": 2000}
@@ -91,6 +94,15 @@ def build_parser():
         help="forward passes per update (default 1): batch 7 x iter-size 4 = the paper's 28")
     add("--crop", type=int, help="square training crop, a multiple of 8 (default 368)")
     add("--base-lr", type=float, help="learning rate (default 6e-5, the paper)")
+    add("--solver", choices=sorted(SOLVER_TYPES),
+        help="sgd (default: the paper's SGD with momentum 0.9) or adam (Caffe's Adam: what "
+             "trains MLN from scratch, generators/README.md)")
+    add("--weight-decay", type=float, help="L2 weight decay (default 5e-4, the paper)")
+    add("--clip-gradients", type=float,
+        help="scale the gradient down when its L2 norm exceeds this (default: no clipping)")
+    add("--fillers", choices=FILLERS,
+        help="initial-weight fillers of the generated nets (default: msra for MLN, openpose "
+             "for the baseline; generators/fillers.py)")
     add("--seed", type=int, help="data order, augmentation and initial weights (default 0)")
     add("--wiring", choices=WIRINGS, help="MLN's wiring (generators/README.md; default a)")
     add("--data-param", type=parse_json_object,
@@ -134,15 +146,16 @@ def settings_for_resume(args, saved):
     if args.weights is not None:
         raise TrainError("--weights and --resume exclude each other: a resumed run continues "
                          "from its own snapshot")
-    settings = dict(saved)
+    # A run saved before a setting existed trained with that setting's default.
+    settings = dict(FIXED_SETTINGS, **saved)
     for name in FIXED_SETTINGS:
         value = getattr(args, name)
         if name == "lmdb" and value is not None:
             value = os.path.abspath(value)
-        if value is not None and value != saved[name]:
+        if value is not None and value != settings[name]:
             raise TrainError("--%s %s differs from the run's %r (%s); a resumed run keeps the "
                              "settings it started with: leave it out, or start a new run"
-                             % (name.replace("_", "-"), value, saved[name], PARAMS_FILE))
+                             % (name.replace("_", "-"), value, settings[name], PARAMS_FILE))
     for name in SESSION_SETTINGS:
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
@@ -312,8 +325,10 @@ def write_nets(run_dir, settings, gpus, first_sample):
         data_param["first_sample"] = first_sample
     net_options = NetOptions(crop_size=settings["crop"], batch_size=settings["batch"],
                              lmdb=settings["lmdb"], seed=settings["seed"], data_param=data_param,
-                             wiring=settings["wiring"])
+                             wiring=settings["wiring"], fillers=settings["fillers"])
     solver_options = SolverOptions(
+        solver_type=settings["solver"], weight_decay=settings["weight_decay"],
+        clip_gradients=settings["clip_gradients"],
         base_lr=settings["base_lr"], max_iter=settings["iters"], iter_size=settings["iter_size"],
         display=settings["display"], snapshot_every=settings["snapshot_every"],
         snapshot_prefix=os.path.join(SNAPSHOT_DIR, settings["model"]),
@@ -400,6 +415,14 @@ def prepare(args, argv, now=None):
         if settings[name] < 1:
             raise TrainError("--%s must be at least 1, got %r"
                              % (name.replace("_", "-"), settings[name]))
+    # lr 0 is allowed: it trains nothing, which checks a set-up (e.g. weights copied by name)
+    for name, positive in (("base_lr", False), ("weight_decay", False), ("clip_gradients", True)):
+        value = settings[name]
+        if value is not None and not (math.isfinite(value)
+                                      and (value > 0 if positive else value >= 0)):
+            raise TrainError("--%s must be %s and finite, got %r"
+                             % (name.replace("_", "-"), "positive" if positive else "0 or more",
+                                value))
     if not os.path.isfile(os.path.join(settings["lmdb"], "data.mdb")):
         raise TrainError("--lmdb %s: not a database made by data_prep/coco_to_lmdb.py (no "
                          "data.mdb)" % settings["lmdb"])
@@ -434,9 +457,11 @@ def train(args, argv, echo=sys.stdout, notices=sys.stderr):
         reason, last_good = divergence
         moved = set_aside_diverged_snapshots(run_dir, settings["model"], last_good)
         notices.write(
-            "train: stopped: %s (base lr %g). The weights have diverged: lower --base-lr, or "
-            "look for a bad sample.%s Log: %s\n"
-            % (reason, settings["base_lr"],
+            "train: stopped: %s (--base-lr %g, --solver %s). The weights have diverged: "
+            "try a lower --base-lr (%g), --clip-gradients 100, or --solver adam --base-lr 1e-4 "
+            "--weight-decay 0 (what trains MLN from scratch, generators/README.md); or look "
+            "for a bad sample.%s Log: %s\n"
+            % (reason, settings["base_lr"], settings["solver"], settings["base_lr"] / 10,
                " Snapshots taken after the last finite loss were moved to %s: %s."
                % (os.path.join(run_dir, DIVERGED_DIR), " ".join(moved)) if moved else "",
                os.path.join(run_dir, LOG_FILE)))

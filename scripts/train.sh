@@ -8,4 +8,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ "${MLN_IN_CAFFE_ENV:-}" = 1 ] || "$REPO/scripts/setup_caffe.sh" >&2
 # Ctrl-C is train.py's to handle (Caffe snapshots, then stops): the sandbox must not die of it.
 trap '' INT
-exec "$REPO/scripts/caffe-env" python "$REPO/python_layers/train.py" "$@"
+# Not exec: caffe-env's sandbox dies with its parent process, so this script stays that parent.
+# A training started with `nohup ./scripts/train.sh ... &` then survives the shell that started
+# it (with exec, the sandbox's parent would be that shell, and closing it would end training).
+"$REPO/scripts/caffe-env" python "$REPO/python_layers/train.py" "$@"

@@ -24,12 +24,16 @@ def filler_nets(tmp_path_factory):
     return paths
 
 
-def test_fillers_are_the_generators_gaussian_and_zero_biases(filler_nets):
+def test_fillers_are_the_generators_msra_and_output_gaussian_with_zero_biases(filler_nets):
     net = load(filler_nets["a"])
-    for name in ("conv1_1", "detect_joint_conv1", "refine_limb_block7_conv3"):
+    for name in ("conv1_1", "detect_joint_conv1", "refine_limb_block7_conv3",
+                 "detect_limb_conv5", "refine_joint_conv_out"):
         weights, biases = net.params[name][0].data, net.params[name][1].data
-        assert weights.std() == pytest.approx(0.01, rel=0.05)
-        assert abs(weights.mean()) < 0.001 and not biases.any()
+        fan_in = np.prod(weights.shape[1:])
+        is_output = name.endswith(("conv5", "conv_out"))
+        expected = 0.01 if is_output else np.sqrt(2.0 / fan_in)   # Gaussian / He (MSRA)
+        assert weights.std() == pytest.approx(expected, rel=0.05), name
+        assert abs(weights.mean()) < 0.1 * expected and not biases.any()
 
 
 def test_fillers_depend_on_the_seed_only(filler_nets):

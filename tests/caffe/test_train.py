@@ -166,7 +166,8 @@ def test_weights_are_copied_by_layer_name(tmp_path, coco_mini_lmdb):
     for name in ("conv1_1", "conv1_2"):
         for given, kept in zip(net.params[name], stored[name]):
             np.testing.assert_array_equal(kept.reshape(given.data.shape), given.data)
-    assert stored["conv2_1"][0].std() == pytest.approx(0.01, rel=0.1)   # the filler's
+    # the filler's: MSRA, std sqrt(2 / fan-in), fan-in 64 x 3 x 3
+    assert stored["conv2_1"][0].std() == pytest.approx(np.sqrt(2.0 / (64 * 9)), rel=0.1)
 
 
 def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path, coco_mini_lmdb):
@@ -185,6 +186,9 @@ def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path, coco_mini_lmdb
     message = re.search(r"train: stopped: the loss is (\S+) at iteration (\d+)", done.stderr)
     assert message, done.stderr[-2000:]
     assert not np.isfinite(float(message.group(1)))
+    # the message names the rate and what to try instead
+    assert "(--base-lr 1000, --solver sgd)" in done.stderr
+    assert "try a lower --base-lr (100)" in done.stderr and "--solver adam" in done.stderr
     bad = int(message.group(2))
     log = sessions_of_log(run_dir)[0]
     losses = losses_of(log)
@@ -232,6 +236,18 @@ def test_several_gpus_without_nccl_is_a_clear_error(tmp_path, coco_mini_lmdb):
     assert "NCCL" in done.stderr and "caffe train --gpu 0,1" in done.stderr
     assert "Python layers" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_unknown_fillers_and_a_negative_learning_rate_are_refused(tmp_path, coco_mini_lmdb):
+    done = train_sh("--model", "mln", "--lmdb", coco_mini_lmdb, "--fillers", "xavier",
+                    "--run-dir", tmp_path / "run")
+    assert done.returncode == 2
+    assert "--fillers: invalid choice: 'xavier'" in done.stderr
+    done = train_sh("--model", "mln", "--lmdb", coco_mini_lmdb, "--base-lr", -1, "--gpu", "cpu",
+                    "--run-dir", tmp_path / "run")
+    assert done.returncode == 1
+    assert "train: error: --base-lr must be 0 or more and finite, got -1.0" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
 
 
 # ---- the pieces, without Caffe runs

@@ -12,7 +12,10 @@ from generators import make_net
 from generators.nets import NetOptions
 from generators.solver import SolverOptions
 
+from tests.conftest import REPO
+
 CROP, BATCH = 64, 2
+REPO_SOLVER = REPO / "prototxt" / "mln" / "solver.prototxt"
 LOSSES = {
     "mln": ["detect_joint", "refine_joint", "detect_limb", "refine_limb"],
     "baseline": ["stage%d_L%d" % (stage, branch) for branch in (2, 1) for stage in range(1, 7)],
@@ -116,3 +119,31 @@ def test_extra_data_params_pass_through_and_clashes_are_refused(tmp_path, capsys
     with pytest.raises(SystemExit) as bad_crop:
         make_net.main(["--out", str(tmp_path), "--crop", "100"])
     assert "multiple of the stride" in str(bad_crop.value)
+
+
+def test_adam_and_gradient_clipping_reach_the_solver_and_caffe_accepts_them(tmp_path):
+    make_net.main(["--model", "mln", "--out", str(tmp_path), "--data-source", "input",
+                   "--crop", "32", "--batch", "1", "--solver", "adam", "--base-lr", "1e-4",
+                   "--weight-decay", "0", "--clip-gradients", "50",
+                   "--snapshot-prefix", str(tmp_path / "snap")])
+    path = str(tmp_path / "mln" / "solver.prototxt")
+    solver = read_proto(path, caffe_pb2.SolverParameter())
+    assert (solver.type, solver.base_lr, solver.momentum, solver.momentum2, solver.delta) == (
+        "Adam", pytest.approx(1e-4), pytest.approx(0.9), pytest.approx(0.999),
+        pytest.approx(1e-8))
+    assert (solver.weight_decay, solver.clip_gradients) == (0, pytest.approx(50))
+    caffe.set_mode_cpu()
+    assert type(caffe.get_solver(path)).__name__ == "AdamSolver"
+    sgd = read_proto(str(REPO_SOLVER), caffe_pb2.SolverParameter())
+    assert not sgd.HasField("clip_gradients") and not sgd.HasField("momentum2")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--base-lr", "nan"], "learning rate must be 0 or more and finite"),
+    (["--base-lr", "-1"], "learning rate must be 0 or more and finite"),
+    (["--clip-gradients", "0"], "clip_gradients must be positive"),
+])
+def test_a_learning_rate_or_clip_that_cannot_train_is_refused(tmp_path, flags, message):
+    with pytest.raises(SystemExit) as refused:
+        make_net.main(["--model", "mln", "--out", str(tmp_path)] + flags)
+    assert message in str(refused.value)
