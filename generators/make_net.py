@@ -126,8 +126,8 @@ def options_from_args(args):
         data_source=args.data_source, fillers=args.fillers)
     solver_options = dataclasses.replace(
         SolverOptions(), solver_type=args.solver, weight_decay=args.weight_decay,
-        clip_gradients=args.clip_gradients, base_lr=args.base_lr, max_iter=args.max_iter, stepsize=args.stepsize,
-        iter_size=args.iter_size, display=args.display, snapshot_every=args.snapshot_every,
+        clip_gradients=args.clip_gradients, base_lr=args.base_lr, max_iter=args.max_iter,
+        stepsize=args.stepsize, iter_size=args.iter_size, display=args.display, snapshot_every=args.snapshot_every,
         snapshot_prefix=args.snapshot_prefix, solver_mode=args.solver_mode,
         random_seed=args.seed)
     return net_options, solver_options

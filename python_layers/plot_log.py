@@ -72,6 +72,22 @@ def read_log(path):
     return curves
 
 
+def concatenate(stages):
+    """Curves of trainings run one after the other (each from the previous one's final weights)
+    as one: each stage's iterations continue where the previous stage's ended, and a later
+    stage's iteration 0 (the previous weights before any update) is left out."""
+    joined, offset = collections.OrderedDict(), 0
+    for curves in stages:
+        for name, series in curves.items():
+            target = joined.setdefault(name, Series([], [], series.weight))
+            for iteration, value in zip(series.iterations, series.values):
+                if iteration > 0 or offset == 0:
+                    target.iterations.append(offset + iteration)
+                    target.values.append(value)
+        offset += curves[TOTAL].iterations[-1]
+    return joined
+
+
 def plot_curves(curves, out_path, title="", log_y=False):
     """One line per curve (the total thick and black) against the iteration, written as PNG."""
     import matplotlib
@@ -104,16 +120,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Plot each loss of a Caffe training log against the iterations (PNG).",
         epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("log", help="Caffe training log (stderr of caffe train)")
+    parser.add_argument("log", nargs="+",
+                        help="Caffe training log (stderr of caffe train); several: trainings "
+                             "run one after the other, plotted as one")
     parser.add_argument("--out", required=True, help="PNG to write")
     parser.add_argument("--logy", action="store_true", help="logarithmic loss axis")
     parser.add_argument("--title", help="plot title (default: the log's file name)")
     args = parser.parse_args(argv)
     try:
-        curves = read_log(args.log)
+        curves = concatenate([read_log(path) for path in args.log])
     except ValueError as error:
         sys.exit("plot_log: error: %s" % error)
-    plot_curves(curves, args.out, args.title or os.path.basename(args.log), args.logy)
+    plot_curves(curves, args.out, args.title or os.path.basename(args.log[0]), args.logy)
     print("wrote %s: %s over %d displays"
           % (args.out, ", ".join(curves), len(curves[TOTAL].iterations)))
 

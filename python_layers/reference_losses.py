@@ -22,8 +22,8 @@ import sys
 import numpy as np
 
 from data_prep.keypoints import BACKGROUND_CHANNEL
-from python_layers import augment
 from python_layers.batch_source import BatchSource, top_shapes
+from python_layers.data_layer import parse_param_str
 
 
 def reference_losses(source, params, batch_size, batches, seed=0, supervised=2):
@@ -59,9 +59,16 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--supervised", type=int, default=2,
                         help="times each of heatmaps and PAFs is supervised (MLN 2, baseline 6)")
+    parser.add_argument("--data-param", type=json.loads, default={},
+                        help="the training's extra data-layer JSON (its augmentation keys)")
     parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args(argv)
-    params = augment.AugmentParams.from_dict({"crop_size": args.crop})
+    try:
+        extra = dict(args.data_param, source=args.lmdb, batch_size=args.batch,
+                     crop_size=args.crop, seed=args.seed)
+        params = parse_param_str(json.dumps(extra))[1]
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
     result = reference_losses(args.lmdb, params, args.batch, args.batches, args.seed,
                               args.supervised)
     print("all-zero prediction: %.1f\nbackground channel only: %.1f"

@@ -12,13 +12,16 @@ stops the demo with its name and its log:
   pack      the training LMDB with its loss masks (data_prep/coco_to_lmdb.py)
   init      the untrained network: the deploy net's own fillers, seeded
             (inference/random_weights.py --init fillers); training starts from exactly these
-  train     MLN from those weights (scripts/train.sh; the GPU when Caffe has one, else the CPU)
-  reference what two trivial predictions (all zero; the background channel alone) score on the
-            very samples the training saw (python_layers/reference_losses.py): what the loss
-            curve means
-  predict   the held-out images through the untrained and the trained network
-            (inference/predict.py, OpenCV's DNN module), skeleton pictures of the trained one
-  evaluate  pycocotools keypoint AP of both (inference/evaluate.py)
+  train     MLN from those weights with scripts/recipe.py's curriculum (Adam; the exact crops,
+            then shifted), one scripts/train.sh run per stage (scripts/steps.py); the GPU when
+            Caffe has one, else the CPU
+  reference before each stage, what two trivial predictions (all zero; the background channel
+            alone) score on its stream (python_layers/reference_losses.py): what the loss curve
+            means
+  predict   the held-out images through the untrained and the trained network, the first
+            training images through the trained one (inference/predict.py, OpenCV's DNN
+            module), skeleton pictures of the trained one
+  evaluate  pycocotools keypoint AP of all three (inference/evaluate.py)
   report    OUT/report.md: what ran, with which settings, how long each step took, the figures
 
 This file needs only Python's standard library: demo.sh runs it with the deploy venv's Python
@@ -31,92 +34,27 @@ import os
 import pathlib
 import platform
 import re
-import shutil
-import subprocess
 import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-CAFFE_PYTHON = [str(REPO / "scripts" / "caffe-env"), "python"]
-VENV_PYTHON = [sys.executable]
+from recipe import AUGMENTATIONS, FROM_SCRATCH, SEED, stages
+from steps import (CAFFE_PYTHON, REPO, VENV_PYTHON, StepFailed, Steps, prepare_out, run_steps,
+                   train_in_stages)
 MARKER = ".mln-demo"            # marks a folder the demo made, so a rerun may replace it
 INFERENCE_BOX = 368             # OpenPose's inference height for scale 1 (a 368 training crop)
 METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 
-# The two modes. Training costs ~0.95 s per sample at crop 128 on the 2-core machine (Caffe CPU,
+# The two modes. Training costs ~0.9 s per sample at crop 128 on the 2-core machine (Caffe CPU,
 # MLN forward and backward), which sets the iteration counts: --quick finishes within 3 minutes
-# after Caffe's setup, the default within 15.
+# after Caffe's setup, the default within 15. Training follows scripts/recipe.py (what learns
+# fastest from scratch: a few images learnt by heart); `fit_images` of the training images are
+# evaluated too.
 MODES = {
-    "quick": dict(train_images=96, val_images=16, iters=28, batch=4, crop=128, display=2),
-    "default": dict(train_images=400, val_images=40, iters=160, batch=4, crop=128, display=5),
+    "quick": dict(train_images=4, val_images=8, fit_images=4, iters=40, batch=2),
+    "default": dict(train_images=6, val_images=40, fit_images=6, iters=400, batch=2),
 }
-SEED = 0
-LEARNING_RATE = 6e-5            # the paper's
+SCHEDULE = "curriculum"          # scripts/recipe.py: the exact crops first, then shifted
 
-
-class StepFailed(Exception):
-    pass
-
-
-class Demo(object):
-    """Runs the steps' commands, streams and logs their output, and keeps their timings."""
-
-    def __init__(self, out):
-        self.out = out
-        self.logs = out / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.seconds = {}
-
-    def run(self, step, command, show=None):
-        """Run one command of `step`, appending its output to logs/<step>.log and showing it
-        (every byte, so progress bars work, or the lines that `show` accepts)."""
-        log_path = self.logs / ("%s.log" % step)
-        started = time.time()
-        with open(str(log_path), "ab") as log:
-            log.write(("$ %s\n" % " ".join(str(c) for c in command)).encode())
-            log.flush()
-            process = subprocess.Popen([str(c) for c in command], cwd=str(REPO),
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            pending = b""
-            while True:
-                chunk = os.read(process.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                log.write(chunk)
-                if show is None:
-                    sys.stdout.buffer.write(chunk)
-                    sys.stdout.flush()
-                    continue
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    text = line.decode(errors="replace")
-                    if show(text):
-                        print("    " + text.strip(), flush=True)
-            code = process.wait()
-        self.seconds[step] = self.seconds.get(step, 0.0) + time.time() - started
-        if code != 0:
-            self.fail(step, "exit code %d" % code)
-        return log_path
-
-    def fail(self, step, reason):
-        """Stop the demo: the step, why, and the end of its log."""
-        log_path = self.logs / ("%s.log" % step)
-        tail = log_path.read_bytes().decode(errors="replace").splitlines()[-15:]
-        raise StepFailed("step '%s' failed (%s). Its log: %s\n  %s"
-                         % (step, reason, log_path, "\n  ".join(tail)))
-
-    def section(self, step, title):
-        print("\n== %s: %s" % (step, title), flush=True)
-
-
-def training_lines(text):
-    """The lines of a Caffe training log worth showing: progress, totals, train.py's own."""
-    return (("] Iteration " in text and ("loss =" in text or "iter/s" in text))
-            or text.startswith("train:") or text.startswith("CocoPoseDataLayer"))
-
-
-# ------------------------------------------------------------------------------ the data
 
 def split_coco(annotation_file, out_dir, every=10):
     """Write a train and a held-out annotation file from a COCO keypoint file: every `every`-th
@@ -145,24 +83,24 @@ def split_coco(annotation_file, out_dir, every=10):
     return paths
 
 
+def first_images(annotation_file, count, out_path):
+    """Write the COCO file restricted to its first `count` images -> how many it holds."""
+    coco = json.loads(pathlib.Path(annotation_file).read_text())
+    keep = {entry["id"] for entry in coco["images"][:count]}
+    out_path.write_text(json.dumps(dict(
+        coco, images=[entry for entry in coco["images"] if entry["id"] in keep],
+        annotations=[a for a in coco["annotations"] if a["image_id"] in keep])))
+    return len(keep)
+
+
 def count_people(annotation_file):
     annotations = json.loads(pathlib.Path(annotation_file).read_text())["annotations"]
     return sum(1 for a in annotations if not a.get("iscrowd") and a.get("num_keypoints", 0) > 0)
 
 
-# ---------------------------------------------------------------------------- the report
-
 def read_stats(path):
     stats = json.loads(path.read_text())
     return stats["total"], stats["paper_table_2"]
-
-
-def losses(log_path):
-    """[(iteration, total loss)] of a Caffe training log (python_layers/plot_log's parser)."""
-    from python_layers.plot_log import TOTAL, parse_caffe_log
-    with open(str(log_path), errors="replace") as handle:
-        series = parse_caffe_log(handle).get(TOTAL)
-    return list(zip(series.iterations, series.values)) if series else []
 
 
 def mean(values):
@@ -231,11 +169,17 @@ def write_report(out, args, settings, facts, demo):
               "- Held out: %d images with %d labelled people." % (data["val_images"],
                                                                   data["val_people"]),
               "", "## Training", "",
-              "`scripts/train.sh --model mln --iters %d --batch %d --crop %d --base-lr %g "
-              "--seed %d --weights untrained.caffemodel`: SGD with momentum 0.9 and weight decay "
-              "5e-4, from the generators' initial weights (Gaussian std 0.01; no VGG-19 "
-              "initialisation), %d samples seen." % (
-                  settings["iters"], settings["batch"], settings["crop"], LEARNING_RATE, SEED,
+              "`scripts/train.sh --model mln --batch %d --crop %d --solver %s --base-lr %g "
+              "--weight-decay %g --seed %d` in %d stages (scripts/recipe.py), the first from "
+              "`untrained.caffemodel` (the generators' fillers: MSRA in the hidden "
+              "convolutions, Gaussian std 0.01 in the outputs; no VGG-19), each next from the "
+              "previous one's final weights: %s; %d samples seen." % (
+                  settings["batch"], settings["crop"], settings["solver"], settings["base_lr"],
+                  settings["weight_decay"], SEED, len(settings["stages"]),
+                  ", then ".join("%d iterations with augmentation `%s` (`--data-param '%s'`)"
+                                 % (count, preset, json.dumps(AUGMENTATIONS[preset],
+                                                              sort_keys=True))
+                                 for preset, count in settings["stages"]),
                   settings["iters"] * settings["batch"]), ""]
     curve = train["losses"]
     reference = facts["reference"]
@@ -246,40 +190,46 @@ def write_report(out, args, settings, facts, demo):
                   "values %.1f, of the last three %.1f (%+.0f%%)." % (
                       curve[0][1], curve[0][0], curve[-1][1], curve[-1][0], mean(head),
                       mean(tail), 100.0 * (mean(tail) / mean(head) - 1)), ""]
-    lines += ["On the very samples of this run, two trivial predictions score: all outputs "
+    lines += ["On the last stage's training stream, two trivial predictions score: all outputs "
               "zero (what the untrained net predicts) %.1f; the background channel exact and "
               "every part and limb zero %.1f (`python_layers/reference_losses.py`)."
               % (reference["zero"], reference["background_only"]), ""]
     lines += ["![loss](loss.png)", "",
-              "## Held-out evaluation", "",
-              "pycocotools' keypoint evaluation (OKS) of the held-out images, predicted at "
-              "scale %.3f (the training crop over OpenPose's 368 box, so people appear at the "
-              "size the net was trained on)." % facts["scale"], "",
-              "| network | %s | people found |" % " | ".join(METRICS),
-              "|---|%s---|" % ("---|" * len(METRICS))]
-    for name, label in (("untrained", "untrained (iteration 0)"),
-                        ("trained", "trained (iteration %d)" % settings["iters"])):
+              "## Evaluation", "",
+              "pycocotools' keypoint evaluation (OKS) of whole images, predicted at scale %.3f "
+              "(the training crop over OpenPose's 368 box, so people appear at about the size "
+              "the net was trained on): the %d held-out images, and the first %d training "
+              "images (how well the net has learnt what it saw)."
+              % (facts["scale"], data["val_images"], data["fit_images"]), "",
+              "| network | images | %s | people found |" % " | ".join(METRICS),
+              "|---|---|%s---|" % ("---|" * len(METRICS))]
+    for name, label, images in (
+            ("untrained", "untrained (iteration 0)", "held-out"),
+            ("trained", "trained (iteration %d)" % settings["iters"], "held-out"),
+            ("trained_on_training_images", "trained (iteration %d)" % settings["iters"],
+             "training")):
         metrics, found = evaluation[name]
-        lines.append("| %s | %s | %d |" % (label, " | ".join("%.3f" % metrics[m]
-                                                           for m in METRICS), found))
-    untrained, trained = evaluation["untrained"][0]["AP"], evaluation["trained"][0]["AP"]
-    lines += ["", "What this shows: " + verdict(untrained, trained, curve, reference, settings),
-              "",
+        lines.append("| %s | %s | %s | %d |" % (label, images, " | ".join(
+            "%.3f" % metrics[m] for m in METRICS), found))
+    lines += ["", "What this shows: " + verdict(
+        {name: metrics["AP"] for name, (metrics, _) in evaluation.items()}, curve, reference,
+        settings), "",
               "## Pictures", "",
-              "Skeletons found by the trained network on the held-out images (limbs coloured "
-              "per limb, as the paper's Fig. 3): `pictures/`."]
-    for picture in sorted((out / "pictures").glob("*"))[:6]:
-        lines.append("- [%s](pictures/%s)" % (picture.name, picture.name))
+              "Skeletons found by the trained network (limbs coloured per limb, as the paper's "
+              "Fig. 3): `pictures/trained/` (held-out images) and "
+              "`pictures/trained_on_training_images/`."]
+    for picture in sorted((out / "pictures" / "trained").glob("*"))[:6]:
+        lines.append("- [%s](pictures/trained/%s)" % (picture.name, picture.name))
     lines += ["", "## Files", "",
               "`nets/` generated nets and their counts; `data/` the dataset; `train.lmdb`; "
               "`untrained.caffemodel`; `train/` the training run (nets for its settings, "
-              "settings, Caffe's log, snapshots); `results/` COCO results and metrics of both "
-              "networks; `logs/` every step's output.", ""]
+              "settings, Caffe's log, snapshots); `results/` COCO results and metrics of each "
+              "evaluation; `logs/` every step's output.", ""]
     (out / "report.md").write_text("\n".join(lines))
 
 
-def verdict(untrained_ap, trained_ap, curve, reference, settings):
-    """What the figures show, in words, from the figures alone."""
+def verdict(ap, curve, reference, settings):
+    """What the figures show, in words, from the figures alone. ap: {evaluation name: AP}."""
     samples = settings["iters"] * settings["batch"]
     last = mean([v for _, v in curve[-3:]])
     first = mean([v for _, v in curve[:3]])
@@ -288,8 +238,8 @@ def verdict(untrained_ap, trained_ap, curve, reference, settings):
                 first, last)]
     background_only = reference["background_only"]
     if last < 0.9 * background_only:
-        parts.append("It is below what knowing the background alone scores (%.1f): the net has "
-                     "started to locate parts and limbs." % background_only)
+        parts.append("It is below what knowing the background alone scores (%.1f): the net "
+                     "locates parts and limbs." % background_only)
     elif last <= 1.25 * background_only:
         parts.append("That is near (within 25%% of) what knowing the background channel alone "
                      "scores (%.1f): the net is learning where people are not, but not yet to "
@@ -297,36 +247,37 @@ def verdict(untrained_ap, trained_ap, curve, reference, settings):
     else:
         parts.append("That is still well above what knowing the background channel alone "
                      "scores (%.1f): not even the background is learnt yet." % background_only)
-    if trained_ap > untrained_ap:
-        parts.append("On the held-out images the trained network finds people the untrained "
-                     "one does not (AP %.3f against %.3f)." % (trained_ap, untrained_ap))
+    fit, held_out, untrained = (ap["trained_on_training_images"], ap["trained"],
+                                ap["untrained"])
+    if fit >= 0.5:
+        parts.append("It finds the people of its training images (AP %.3f)." % fit)
+    elif fit > untrained:
+        parts.append("It begins to find the people of its training images (AP %.3f); more "
+                     "iterations raise it (AP by iteration: the README's \"The overfit "
+                     "check\")." % fit)
     else:
-        parts.append("On the held-out images it does not find people better than the "
-                     "untrained network (AP %.3f against %.3f). The paper trains from VGG-19 "
-                     "weights for hundreds of thousands of iterations of 28 samples on a GPU; "
-                     "train longer (`scripts/train.sh --iters`, a GPU, `--weights` with VGG-19) "
-                     "to see AP rise." % (trained_ap, untrained_ap))
+        parts.append("It does not yet find the people of its training images (AP %.3f)." % fit)
+    if held_out > untrained:
+        parts.append("On held-out images it finds people the untrained network does not (AP "
+                     "%.3f against %.3f): it has started to generalise; the paper's training "
+                     "(VGG-19 backbone, hundreds of thousands of iterations of 28 samples on a "
+                     "GPU) is what makes that strong." % (held_out, untrained))
+    else:
+        parts.append("On held-out images it does not find people better than the untrained "
+                     "network (AP %.3f against %.3f): a few hundred samples from scratch teach "
+                     "these images, not people in general; the paper trains from VGG-19 for "
+                     "hundreds of thousands of iterations of 28 samples on a GPU."
+                     % (held_out, untrained))
     return " ".join(parts)
 
 
 # ------------------------------------------------------------------------------ the steps
 
-def prepare_out(out):
-    """The output folder: a previous demo's is replaced; anything else must be empty."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / MARKER).is_file():
-            raise StepFailed("%s is not empty and was not made by the demo: choose another "
-                             "--out" % out)
-        shutil.rmtree(str(out))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("made by scripts/demo.py; a rerun replaces this folder\n")
-
-
 def run_demo(args):
-    settings = dict(MODES["quick" if args.quick else "default"])
+    settings = dict(FROM_SCRATCH, **MODES["quick" if args.quick else "default"])
     out = pathlib.Path(args.out).resolve()
-    prepare_out(out)
-    demo = Demo(out)
+    prepare_out(out, MARKER, "scripts/demo.py")
+    demo = Steps(out)
     facts = {}
 
     demo.section("nets", "generate MLN and the baseline, count them against Table 2")
@@ -388,52 +339,44 @@ def run_demo(args):
     demo.run("init", CAFFE_PYTHON + ["inference/random_weights.py", "--deploy", deploy,
                                      "--out", untrained, "--init", "fillers", "--seed", SEED])
 
-    demo.section("train", "MLN, %d iterations of %d samples at crop %d"
-                 % (settings["iters"], settings["batch"], settings["crop"]))
-    run_dir = out / "train"
-    demo.run("train", [REPO / "scripts" / "train.sh", "--model", "mln",
-                       "--lmdb", out / "train.lmdb", "--gpu", args.gpu,
-                       "--iters", settings["iters"], "--batch", settings["batch"],
-                       "--crop", settings["crop"], "--base-lr", LEARNING_RATE, "--seed", SEED,
-                       "--display", settings["display"], "--snapshot-every", settings["iters"],
-                       "--workers", 1, "--weights", untrained, "--run-dir", run_dir],
-             show=training_lines)
+    settings["stages"] = stages(SCHEDULE, settings["iters"])
+    curve, snapshots, reference, run_dir = train_in_stages(
+        demo, out, "mln", out / "train.lmdb", settings["stages"], settings["batch"],
+        settings["iters"], ["--gpu", args.gpu, "--workers", 1], initial_weights=untrained)
     params = json.loads((run_dir / "params.json").read_text())
-    facts["train"] = {"device": params["sessions"][-1]["device"],
-                      "losses": losses(run_dir / "caffe.log")}
-    if (run_dir / "losses.png").is_file():
-        shutil.copy(str(run_dir / "losses.png"), str(out / "loss.png"))
-    trained = run_dir / "snapshots" / ("mln_iter_%d.caffemodel" % settings["iters"])
-
-    demo.section("reference", "trivial predictions on the same %d samples"
-                 % (settings["iters"] * settings["batch"]))
-    reference = run_dir / "reference_losses.json"
-    demo.run("reference", CAFFE_PYTHON + [
-        "python_layers/reference_losses.py", "--lmdb", out / "train.lmdb",
-        "--crop", settings["crop"], "--batch", settings["batch"], "--batches", settings["iters"],
-        "--seed", SEED, "--supervised", 2, "--json", reference])
-    facts["reference"] = json.loads(reference.read_text())
+    facts["train"] = {"device": params["sessions"][-1]["device"], "losses": curve}
+    demo.run("train", [REPO / "scripts" / "plot_log"]
+             + sorted((out / "train").glob("stage*/caffe.log")) + ["--out", out / "loss.png",
+                                                                  "--title", "MLN, the demo"])
+    trained = snapshots[-1][1]
+    facts["reference"] = reference
 
     facts["scale"] = settings["crop"] / float(INFERENCE_BOX)
-    demo.section("predict", "%d held-out images through the untrained and the trained network"
-                 % facts["data"]["val_images"])
+    fit_json = data_dir / "person_keypoints_fit.json"
+    facts["data"]["fit_images"] = first_images(train_json, settings["fit_images"], fit_json)
+    demo.section("predict", "%d held-out images through the untrained and the trained network, "
+                 "%d training images through the trained one"
+                 % (facts["data"]["val_images"], facts["data"]["fit_images"]))
     (out / "results").mkdir()
-    for name, weights in (("untrained", untrained), ("trained", trained)):
+    evaluations = {"untrained": (untrained, val_json, val_images),
+                   "trained": (trained, val_json, val_images),
+                   "trained_on_training_images": (trained, fit_json, train_images)}
+    for name, (weights, annotations, images) in evaluations.items():
         command = VENV_PYTHON + ["inference/predict.py", "--deploy", run_dir / "mln" /
-                                 "deploy.prototxt", "--weights", weights, "--ann", val_json,
-                                 "--images", val_images, "--out",
+                                 "deploy.prototxt", "--weights", weights, "--ann", annotations,
+                                 "--images", images, "--out",
                                  out / "results" / ("%s.json" % name),
                                  "--scales", "%.4f" % facts["scale"]]
-        if name == "trained":
-            command += ["--viz", out / "pictures"]
+        if name != "untrained":
+            command += ["--viz", out / "pictures" / name]
         demo.run("predict", command)
 
-    demo.section("evaluate", "pycocotools keypoint AP of both networks")
+    demo.section("evaluate", "pycocotools keypoint AP")
     facts["evaluation"] = {}
-    for name in ("untrained", "trained"):
+    for name, (_, annotations, _) in evaluations.items():
         results = out / "results" / ("%s.json" % name)
         metrics = out / "results" / ("%s_metrics.json" % name)
-        demo.run("evaluate", VENV_PYTHON + ["inference/evaluate.py", "--ann", val_json,
+        demo.run("evaluate", VENV_PYTHON + ["inference/evaluate.py", "--ann", annotations,
                                             "--results", results, "--json", metrics])
         facts["evaluation"][name] = (json.loads(metrics.read_text()),
                                      len(json.loads(results.read_text())))
@@ -465,15 +408,7 @@ def main(argv=None):
                              "CUDA and one is present, else the CPU with a notice)")
     args = parser.parse_args(argv)
     args.argv = argv
-    try:
-        run_demo(args)
-    except StepFailed as error:
-        print("\ndemo: %s" % error, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ndemo: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_steps("demo", run_demo, args)
 
 
 if __name__ == "__main__":

@@ -80,3 +80,16 @@ def test_a_file_that_is_not_a_caffe_log_is_a_clear_error(tmp_path):
     path.write_text("hello\n")
     with pytest.raises(SystemExit, match="notes.txt"):
         plot_log.main([str(path), "--out", str(tmp_path / "x.png")])
+
+
+def test_trainings_run_one_after_the_other_are_joined(caffe_log):
+    curves = plot_log.read_log(str(caffe_log))
+    last = curves[plot_log.TOTAL].iterations[-1]
+    joined = plot_log.concatenate([curves, curves])
+    total = joined[plot_log.TOTAL]
+    first = curves[plot_log.TOTAL]
+    # the second training continues at the first's last iteration; its iteration 0 (the first
+    # training's final weights, before any update) is left out
+    assert total.iterations == first.iterations + [last + i for i in first.iterations[1:]]
+    assert total.values == first.values + first.values[1:]
+    assert joined["loss_b"].weight == 0.5

@@ -59,33 +59,46 @@ def test_report_shows_the_loss_falling_with_its_plot(quick_demo):
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_report_evaluates_untrained_and_trained_networks_on_held_out_images(quick_demo):
+def test_report_evaluates_both_networks_held_out_and_the_trained_one_on_training_images(
+        quick_demo):
     out, _ = quick_demo
     report = (out / "report.md").read_text()
     rows = re.findall(r"^\| (untrained \(iteration 0\)|trained \(iteration \d+\)) \| "
-                      r"([\d.]+) \|.*\| (\d+) \|$", report, re.M)
-    assert [name.split()[0] for name, _, _ in rows] == ["untrained", "trained"]
-    for name in ("untrained", "trained"):
+                      r"(held-out|training) \| ([\d.]+) \|.*\| (\d+) \|$", report, re.M)
+    assert [(name.split()[0], images) for name, images, _, _ in rows] == [
+        ("untrained", "held-out"), ("trained", "held-out"), ("trained", "training")]
+    for (_, _, ap, found), name in zip(rows, ("untrained", "trained",
+                                              "trained_on_training_images")):
         results = json.loads((out / "results" / ("%s.json" % name)).read_text())
         metrics = json.loads((out / "results" / ("%s_metrics.json" % name)).read_text())
-        row = [r for r in rows if r[0].startswith(name)][0]
-        assert float(row[1]) == pytest.approx(metrics["AP"], abs=5e-4)
-        assert int(row[2]) == len(results)
-    # the held-out images are not among the training images
+        assert float(ap) == pytest.approx(metrics["AP"], abs=5e-4)
+        assert int(found) == len(results)
+    # the held-out images are not among the training images; the training images evaluated are
     annotations = out / "data" / "annotations"
     train = {i["file_name"] for i in json.loads(
         (annotations / "person_keypoints_train.json").read_text())["images"]}
     val = {i["file_name"] for i in json.loads(
         (annotations / "person_keypoints_val.json").read_text())["images"]}
     assert val and not (train & val)
-    assert sorted(p.name for p in (out / "pictures").iterdir()) == sorted(val)
+    assert sorted(p.name for p in (out / "pictures" / "trained").iterdir()) == sorted(val)
+    fit = {p.name for p in (out / "pictures" / "trained_on_training_images").iterdir()}
+    assert fit and fit <= train
 
 
-def test_training_started_from_the_untrained_network(quick_demo):
+def test_training_started_from_the_untrained_network_with_the_recipe(quick_demo):
     out, _ = quick_demo
-    settings = json.loads((out / "train" / "params.json").read_text())["settings"]
-    assert settings["weights"] == str(out / "untrained.caffemodel")
-    assert (settings["model"], settings["crop"], settings["base_lr"]) == ("mln", 128, 6e-5)
+    stages = sorted((out / "train").iterdir())
+    assert [stage.name for stage in stages] == ["stage1-none", "stage2-shift"]
+    first, second = (json.loads((stage / "params.json").read_text())["settings"]
+                     for stage in stages)
+    assert first["weights"] == str(out / "untrained.caffemodel")
+    assert second["weights"] == str(stages[0] / "snapshots" / (
+        "mln_iter_%d.caffemodel" % first["iters"]))
+    for settings in (first, second):
+        assert (settings["model"], settings["crop"], settings["solver"], settings["base_lr"],
+                settings["weight_decay"]) == ("mln", 128, "adam", 1e-4, 0)
+    assert second["data_param"]["center_perturb_max"] == 32
+    assert first["data_param"]["center_perturb_max"] == 0
 
 
 def test_a_failing_step_stops_the_demo_naming_the_step_and_its_log(tmp_path):
@@ -117,5 +130,5 @@ def test_a_folder_the_demo_did_not_make_is_never_replaced(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     run = demo("--quick", "--out", tmp_path)
     assert run.returncode == 1
-    assert "not empty and was not made by the demo" in run.stderr
+    assert "not empty and was not made by scripts/demo.py" in run.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"

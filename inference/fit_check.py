@@ -1,0 +1,146 @@
+"""How well a net fits what it was trained on: COCO AP of snapshots on the training crops and on
+the whole images, with keypoint displacement (the overfit check's evaluation, scripts/overfit.sh).
+
+    python inference/fit_check.py --deploy D.prototxt --snapshots A.caffemodel [B ...] \
+        --crops CROPS_DIR --ann ANN.json --images IMAGES_DIR [--viz DIR] [--json OUT]
+
+CROPS_DIR is python_layers/training_crops.py's output: crops.json with images/ (the exact,
+un-augmented training inputs) and scales.json (per whole image, the predict scale that shows
+its people at the trained size). Each snapshot is run through the deploy net with OpenCV's DNN
+module, as inference/predict.py does (same functions), on every crop at the crop's own size and
+on every whole image of ANN at its scale, and evaluated with pycocotools. Keypoint displacement:
+each ground-truth person is paired with the detection of highest OKS (pycocotools' own
+matching is for AP only), and the offsets of their common keypoints are collected.
+"""
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+import numpy as np
+
+from inference import backends, coco_export, evaluate, scaling
+from inference.predict import draw_people, predict_image, read_image
+
+# COCO's per-keypoint OKS constants (pycocotools' COCOeval.Params kpt_oks_sigmas)
+OKS_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87,
+                       .87, .89, .89]) / 10.0
+
+
+def oks(ground_truth, detection, area):
+    """Object keypoint similarity of one detection (17 x 3) to one ground truth (17 x 3)."""
+    visible = ground_truth[:, 2] > 0
+    if not visible.any():
+        return 0.0
+    squared = ((detection[:, :2] - ground_truth[:, :2]) ** 2).sum(axis=1)
+    variance = (2 * OKS_SIGMAS) ** 2
+    return float(np.exp(-squared[visible] / variance[visible] / (2 * (area + np.spacing(1))))
+                 .mean())
+
+
+def displacements(dataset, results):
+    """[(dx, dy)] of keypoints labelled in the ground truth and found in its best-OKS detection."""
+    by_image = {}
+    for result in results:
+        by_image.setdefault(result["image_id"], []).append(
+            np.asarray(result["keypoints"], dtype=np.float64).reshape(17, 3))
+    offsets = []
+    for annotation in dataset["annotations"]:
+        if annotation.get("iscrowd") or not annotation.get("num_keypoints"):
+            continue
+        truth = np.asarray(annotation["keypoints"], dtype=np.float64).reshape(17, 3)
+        found = by_image.get(annotation["image_id"], [])
+        if not found:
+            continue
+        best = max(found, key=lambda detection: oks(truth, detection, annotation["area"]))
+        common = (truth[:, 2] > 0) & (best[:, 2] > 0)
+        offsets.extend((best[common, :2] - truth[common, :2]).tolist())
+    return offsets
+
+
+def predict_dataset(backend, dataset, images_dir, scale_of, viz=None):
+    """Run every image of a COCO dataset -> (results, people found)."""
+    results = []
+    for entry in dataset["images"]:
+        image, _ = read_image(pathlib.Path(images_dir) / entry["file_name"])
+        people = predict_image(backend, image, [scale_of(entry)])
+        results.extend(coco_export.people_to_coco(people, entry["id"]))
+        if viz:
+            os.makedirs(viz, exist_ok=True)
+            import cv2
+            cv2.imwrite(os.path.join(viz, pathlib.Path(entry["file_name"]).stem + ".jpg"),
+                        draw_people(image, people))
+    return results
+
+
+def score(annotation_path, dataset, results):
+    """{"metrics": pycocotools' AP etc., "found": detections, "offset_px": mean (dx, dy),
+    "median_error_px": median keypoint distance} of results against a ground truth file."""
+    metrics = evaluate.evaluate(evaluate.load_ground_truth(annotation_path), results)
+    offsets = np.asarray(displacements(dataset, results)).reshape(-1, 2)
+    return {"metrics": metrics, "found": len(results),
+            "offset_px": offsets.mean(axis=0).tolist() if len(offsets) else None,
+            "median_error_px": float(np.median(np.hypot(*offsets.T))) if len(offsets) else None}
+
+
+def check_snapshot(deploy, weights, crops_dir, annotation_path, images_dir, viz=None):
+    """{"crops": score on the training crops, "whole": score on the whole images}."""
+    backend = backends.make_backend("opencv", deploy, weights)
+    crops_path = os.path.join(crops_dir, "crops.json")
+    with open(crops_path) as handle:
+        crops = json.load(handle)
+    with open(os.path.join(crops_dir, "scales.json")) as handle:
+        scales = json.load(handle)
+    with open(annotation_path) as handle:
+        whole = json.load(handle)
+    whole["images"] = [entry for entry in whole["images"] if str(entry["id"]) in scales]
+    crop_results = predict_dataset(
+        backend, crops, os.path.join(crops_dir, "images"),
+        lambda entry: entry["height"] / float(scaling.BOX_SIZE),
+        os.path.join(viz, "crops") if viz else None)
+    whole_results = predict_dataset(backend, whole, images_dir,
+                                    lambda entry: scales[str(entry["id"])],
+                                    os.path.join(viz, "whole") if viz else None)
+    only_packed = dict(whole, annotations=[a for a in whole["annotations"]
+                                          if str(a["image_id"]) in scales])
+    packed_path = os.path.join(crops_dir, "whole.json")
+    with open(packed_path, "w") as handle:
+        json.dump(only_packed, handle)
+    return {"crops": score(crops_path, crops, crop_results),
+            "whole": score(packed_path, only_packed, whole_results),
+            "people": sum(1 for a in only_packed["annotations"]
+                          if not a.get("iscrowd") and a.get("num_keypoints"))}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="COCO AP of snapshots on their training crops and whole images.")
+    parser.add_argument("--deploy", required=True)
+    parser.add_argument("--snapshots", nargs="+", required=True, help="caffemodel files")
+    parser.add_argument("--crops", required=True, help="python_layers/training_crops.py's folder")
+    parser.add_argument("--ann", required=True, help="the training images' COCO annotations")
+    parser.add_argument("--images", required=True, help="the training images' folder")
+    parser.add_argument("--viz", help="skeleton pictures of the last snapshot")
+    parser.add_argument("--json", help="write {snapshot: check} here")
+    args = parser.parse_args(argv)
+    checks = {}
+    for index, weights in enumerate(args.snapshots):
+        viz = args.viz if index == len(args.snapshots) - 1 else None
+        try:
+            checks[weights] = check = check_snapshot(args.deploy, weights, args.crops, args.ann,
+                                                     args.images, viz)
+        except (backends.BackendError, evaluate.EvaluationError, OSError) as error:
+            sys.exit("fit_check: %s: %s" % (weights, error))
+        print("%s: AP crops %.3f, whole images %.3f (%d / %d detections)"
+              % (os.path.basename(weights), check["crops"]["metrics"]["AP"],
+                 check["whole"]["metrics"]["AP"], check["crops"]["found"],
+                 check["whole"]["found"]), flush=True)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(checks, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
