@@ -9,8 +9,8 @@ un-augmented training inputs) and scales.json (per whole image, the predict scal
 its people at the trained size). Each snapshot is run through the deploy net with OpenCV's DNN
 module, as inference/predict.py does (same functions), on every crop at the crop's own size and
 on every whole image of ANN at its scale, and evaluated with pycocotools. Keypoint displacement:
-each ground-truth person is paired with the detection of highest OKS (pycocotools' own
-matching is for AP only), and the offsets of their common keypoints are collected.
+the oracle's matching (inference/oracle.match_counts on COCOeval's own OKS matrix): each
+ground-truth person found with OKS over 0.5, paired with its best detection.
 """
 import argparse
 import json
@@ -18,46 +18,9 @@ import os
 import pathlib
 import sys
 
-import numpy as np
 
-from inference import backends, coco_export, evaluate, scaling
+from inference import backends, coco_export, evaluate, oracle, scaling
 from inference.predict import draw_people, predict_image, read_image
-
-# COCO's per-keypoint OKS constants (pycocotools' COCOeval.Params kpt_oks_sigmas)
-OKS_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87,
-                       .87, .89, .89]) / 10.0
-
-
-def oks(ground_truth, detection, area):
-    """Object keypoint similarity of one detection (17 x 3) to one ground truth (17 x 3)."""
-    visible = ground_truth[:, 2] > 0
-    if not visible.any():
-        return 0.0
-    squared = ((detection[:, :2] - ground_truth[:, :2]) ** 2).sum(axis=1)
-    variance = (2 * OKS_SIGMAS) ** 2
-    return float(np.exp(-squared[visible] / variance[visible] / (2 * (area + np.spacing(1))))
-                 .mean())
-
-
-def displacements(dataset, results):
-    """[(dx, dy)] of keypoints labelled in the ground truth and found in its best-OKS detection."""
-    by_image = {}
-    for result in results:
-        by_image.setdefault(result["image_id"], []).append(
-            np.asarray(result["keypoints"], dtype=np.float64).reshape(17, 3))
-    offsets = []
-    for annotation in dataset["annotations"]:
-        if annotation.get("iscrowd") or not annotation.get("num_keypoints"):
-            continue
-        truth = np.asarray(annotation["keypoints"], dtype=np.float64).reshape(17, 3)
-        found = by_image.get(annotation["image_id"], [])
-        if not found:
-            continue
-        best = max(found, key=lambda detection: oks(truth, detection, annotation["area"]))
-        common = (truth[:, 2] > 0) & (best[:, 2] > 0)
-        offsets.extend((best[common, :2] - truth[common, :2]).tolist())
-    return offsets
-
 
 def predict_dataset(backend, dataset, images_dir, scale_of, viz=None):
     """Run every image of a COCO dataset -> (results, people found)."""
@@ -74,14 +37,17 @@ def predict_dataset(backend, dataset, images_dir, scale_of, viz=None):
     return results
 
 
-def score(annotation_path, dataset, results):
+def score(annotation_path, results):
     """{"metrics": pycocotools' AP etc., "found": detections, "offset_px": mean (dx, dy),
-    "median_error_px": median keypoint distance} of results against a ground truth file."""
-    metrics = evaluate.evaluate(evaluate.load_ground_truth(annotation_path), results)
-    offsets = np.asarray(displacements(dataset, results)).reshape(-1, 2)
-    return {"metrics": metrics, "found": len(results),
-            "offset_px": offsets.mean(axis=0).tolist() if len(offsets) else None,
-            "median_error_px": float(np.median(np.hypot(*offsets.T))) if len(offsets) else None}
+    "median_error_px": median keypoint distance} of results against a ground truth file; the
+    displacements are those of the people found (OKS over 0.5), as the oracle counts them."""
+    ground_truth = evaluate.load_ground_truth(annotation_path)
+    evaluation = evaluate.run_cocoeval(ground_truth, results)
+    counts = oracle.match_counts(evaluation, ground_truth, ground_truth.getImgIds(), results)
+    found_any = counts["people_found_oks_over_0.5"] > 0
+    return {"metrics": evaluate.metrics_of(evaluation), "found": len(results),
+            "offset_px": counts["keypoint_offset_px_mean"],
+            "median_error_px": counts["keypoint_error_px_median"] if found_any else None}
 
 
 def check_snapshot(deploy, weights, crops_dir, annotation_path, images_dir, viz=None):
@@ -107,8 +73,8 @@ def check_snapshot(deploy, weights, crops_dir, annotation_path, images_dir, viz=
     packed_path = os.path.join(crops_dir, "whole.json")
     with open(packed_path, "w") as handle:
         json.dump(only_packed, handle)
-    return {"crops": score(crops_path, crops, crop_results),
-            "whole": score(packed_path, only_packed, whole_results),
+    return {"crops": score(crops_path, crop_results),
+            "whole": score(packed_path, whole_results),
             "people": sum(1 for a in only_packed["annotations"]
                           if not a.get("iscrowd") and a.get("num_keypoints"))}
 

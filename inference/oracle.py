@@ -110,7 +110,7 @@ def match_counts(evaluation, coco, image_ids, results):
     """Per ground-truth person, its best detection by OKS: how many people are found (OKS over
     0.5 and 0.9), how many detections are extra pieces of a person, which of a found person's
     labelled keypoints are missing, and the pixel error of the others."""
-    best_oks, fragments, errors, missed = [], 0, [], 0
+    best_oks, fragments, errors, offsets, missed = [], 0, [], [], 0
     for image_id in image_ids:
         ground = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=False))
                   if a.get("num_keypoints", 0) > 0]
@@ -136,6 +136,7 @@ def match_counts(evaluation, coco, image_ids, results):
             missed += int((labelled & ~detected).sum())
             both = labelled & detected
             errors.extend(np.hypot(*(truth[both, :2] - found[both, :2]).T).tolist())
+            offsets.extend((found[both, :2] - truth[both, :2]).tolist())
     best_oks = np.asarray(best_oks)
     errors = np.asarray(errors) if errors else np.zeros(1)
     return {
@@ -145,6 +146,9 @@ def match_counts(evaluation, coco, image_ids, results):
         "keypoints_missed_in_found_people": missed,
         "keypoint_error_px_median": round(float(np.median(errors)), 2),
         "keypoint_error_px_95th": round(float(np.percentile(errors, 95)), 2),
+        # found minus labelled, mean over the keypoints of found people: a systematic shift
+        "keypoint_offset_px_mean": (np.round(np.mean(offsets, axis=0), 2).tolist() if offsets
+                                    else None),
     }
 
 

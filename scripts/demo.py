@@ -39,7 +39,7 @@ import time
 
 from recipe import AUGMENTATIONS, FROM_SCRATCH, SEED, stages
 from steps import (CAFFE_PYTHON, REPO, VENV_PYTHON, StepFailed, Steps, prepare_out, run_steps,
-                   train_in_stages)
+                   select_images, train_in_stages)
 MARKER = ".mln-demo"            # marks a folder the demo made, so a rerun may replace it
 INFERENCE_BOX = 368             # OpenPose's inference height for scale 1 (a 368 training crop)
 METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
@@ -81,16 +81,6 @@ def split_coco(annotation_file, out_dir, every=10):
         path.write_text(json.dumps(part))
         paths.append(path)
     return paths
-
-
-def first_images(annotation_file, count, out_path):
-    """Write the COCO file restricted to its first `count` images -> how many it holds."""
-    coco = json.loads(pathlib.Path(annotation_file).read_text())
-    keep = {entry["id"] for entry in coco["images"][:count]}
-    out_path.write_text(json.dumps(dict(
-        coco, images=[entry for entry in coco["images"] if entry["id"] in keep],
-        annotations=[a for a in coco["annotations"] if a["image_id"] in keep])))
-    return len(keep)
 
 
 def count_people(annotation_file):
@@ -353,7 +343,9 @@ def run_demo(args):
 
     facts["scale"] = settings["crop"] / float(INFERENCE_BOX)
     fit_json = data_dir / "person_keypoints_fit.json"
-    facts["data"]["fit_images"] = first_images(train_json, settings["fit_images"], fit_json)
+    first_ids = [entry["id"] for entry in
+                 json.loads(train_json.read_text())["images"][:settings["fit_images"]]]
+    facts["data"]["fit_images"] = select_images(train_json, first_ids, fit_json)
     demo.section("predict", "%d held-out images through the untrained and the trained network, "
                  "%d training images through the trained one"
                  % (facts["data"]["val_images"], facts["data"]["fit_images"]))

@@ -29,33 +29,13 @@ import sys
 import time
 
 from steps import (CAFFE_PYTHON, VENV_PYTHON, StepFailed, Steps, prepare_out, run_steps,
-                   train_in_stages)
+                   select_images, train_in_stages)
 from recipe import FROM_SCRATCH, SCHEDULES, stages
 
 BATCH = 2                    # many small updates learn faster than few large ones (measured)
 DEFAULT_ITERS = 900
 DEFAULT_SYNTHETIC = 4
 MARKER = ".mln-overfit"
-
-
-def select_images(annotation_file, image_ids, out_path):
-    """Write the COCO file restricted to image_ids (all images when None) -> image count."""
-    try:
-        coco = json.loads(pathlib.Path(annotation_file).read_text())
-        images, annotations = coco["images"], coco["annotations"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise StepFailed("step 'data' failed: cannot read the COCO keypoint file %s: %s"
-                         % (annotation_file, error))
-    if image_ids is not None:
-        known = {entry["id"] for entry in images}
-        missing = sorted(set(image_ids) - known)
-        if missing:
-            raise StepFailed("step 'data' failed: image id(s) %s are not in %s"
-                             % (", ".join(map(str, missing)), annotation_file))
-        images = [entry for entry in images if entry["id"] in set(image_ids)]
-        annotations = [a for a in annotations if a["image_id"] in set(image_ids)]
-    out_path.write_text(json.dumps(dict(coco, images=images, annotations=annotations)))
-    return len(images)
 
 
 def parse_ids(text):

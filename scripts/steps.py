@@ -163,3 +163,23 @@ def train_in_stages(run, out, model, lmdb, stages, batch, snapshot_every, option
 
 
 # ---------------------------------------------------------------------------- the report
+
+
+def select_images(annotation_file, image_ids, out_path):
+    """Write the COCO file restricted to image_ids (all images when None) -> image count."""
+    try:
+        coco = json.loads(pathlib.Path(annotation_file).read_text())
+        images, annotations = coco["images"], coco["annotations"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise StepFailed("step 'data' failed: cannot read the COCO keypoint file %s: %s"
+                         % (annotation_file, error))
+    if image_ids is not None:
+        known = {entry["id"] for entry in images}
+        missing = sorted(set(image_ids) - known)
+        if missing:
+            raise StepFailed("step 'data' failed: image id(s) %s are not in %s"
+                             % (", ".join(map(str, missing)), annotation_file))
+        images = [entry for entry in images if entry["id"] in set(image_ids)]
+        annotations = [a for a in annotations if a["image_id"] in set(image_ids)]
+    out_path.write_text(json.dumps(dict(coco, images=images, annotations=annotations)))
+    return len(images)
