@@ -10,7 +10,8 @@ setup(
     name="mln-pose",
     version="0.1.0",
     description="Reproduce MLN (Multi-level Network for multi-person pose estimation) in Caffe",
-    packages=find_packages(include=["generators", "data_prep", "python_layers", "inference"]),
+    packages=find_packages(include=["conventions", "generators", "data_prep", "python_layers",
+                                    "inference"]),
     python_requires=">=3.9",
     install_requires=["numpy"],
     extras_require={

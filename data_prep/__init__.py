@@ -1,1 +1,1 @@
-"""COCO keypoints to LMDB, the record format and its reader, and the keypoint conventions."""
+"""COCO keypoints to LMDB: the packer, the record format and its reader, the synthetic dataset."""

@@ -5,17 +5,17 @@
 
 The picture: the image; mask_all (every annotated person and crowd region) tinted blue; where
 mask_miss is 0 (no loss: people without keypoints, crowds) tinted red on top; every person's
-keypoints (filled: visible, ring: occluded) and limbs (data_prep.keypoints.LIMBS, one colour per
-limb); main persons' boxes in yellow with their centre, the others' in grey.
+keypoints (filled: visible, ring: occluded) and limbs in conventions/drawing.py's colours (one
+per limb, right side warm, left side cool); main persons' boxes in yellow with their centre, the
+others' in grey.
 """
 import argparse
-import colorsys
+import json
 import os
 import sys
 
 import numpy as np
 
-from data_prep import keypoints as kp
 from data_prep.record import LmdbReader, Record, RecordError
 from data_prep.skip_reasons import format_summary
 
@@ -73,26 +73,17 @@ def format_statistics(metadata, stats):
     return "\n".join(lines)
 
 
-def limb_colours():
-    """One BGR colour per limb, evenly spread over the hue circle."""
-    colours = []
-    for limb in range(kp.NUM_LIMBS):
-        r, g, b = colorsys.hsv_to_rgb(limb / float(kp.NUM_LIMBS), 1.0, 1.0)
-        colours.append((int(255 * b), int(255 * g), int(255 * r)))
-    return colours
-
-
 def draw_record(item):
     """The picture described in the module docstring, (H, W, 3) uint8 BGR."""
     import cv2
+    from conventions import drawing
     picture = item.image().astype(np.float32)
     mask_all = item.mask_all().astype(bool)
     no_loss = item.mask_miss() == 0
     picture[mask_all] = 0.65 * picture[mask_all] + 0.35 * np.array([255, 0, 0])
     picture[no_loss] = 0.5 * picture[no_loss] + 0.5 * np.array([0, 0, 255])
     picture = picture.astype(np.uint8)
-    thickness = max(1, int(round(max(item.height, item.width) / 320.0)))
-    colours = limb_colours()
+    thickness = drawing.stick_width(picture.shape) // 2     # boxes: half a limb's width
     for person in range(item.num_persons):
         x, y, w, h = item.boxes[person]
         main = bool(item.is_main[person])
@@ -102,16 +93,7 @@ def draw_record(item):
             cx, cy = item.centers[person]
             cv2.drawMarker(picture, (int(round(cx)), int(round(cy))), (0, 255, 255),
                            cv2.MARKER_CROSS, 12 * thickness, thickness)
-        parts = item.parts[person]
-        for limb, (a, b) in enumerate(kp.LIMBS):
-            if parts[a, 2] > 0 and parts[b, 2] > 0:
-                cv2.line(picture, tuple(int(round(v)) for v in parts[a, :2]),
-                         tuple(int(round(v)) for v in parts[b, :2]), colours[limb],
-                         2 * thickness, cv2.LINE_AA)
-        for x_part, y_part, visibility in parts:
-            if visibility > 0:
-                cv2.circle(picture, (int(round(x_part)), int(round(y_part))), 3 * thickness,
-                           (255, 255, 255), -1 if visibility == 2 else thickness, cv2.LINE_AA)
+    picture = drawing.draw_skeletons(picture, item.parts, occluded_rings=True)
     label = "image %d  %s  %d persons, %d main" % (item.image_id, item.file_name, item.num_persons,
                                                    int(item.is_main.sum()))
     scale = item.width / 1400.0            # the label spans about half the width
@@ -127,10 +109,15 @@ def main(argv=None):
     parser.add_argument("db", help="database directory made by data_prep/coco_to_lmdb.py")
     parser.add_argument("--index", type=int, default=0, help="record to draw (default 0)")
     parser.add_argument("--out", help="PNG file to write the picture of record --index to")
+    parser.add_argument("--json", help="also write the metadata (with the packing summary) to "
+                                       "this JSON file, for tools that report on a database")
     args = parser.parse_args(argv)
     try:
         with LmdbReader(args.db, allow_incomplete=True) as reader:
             print(format_statistics(reader.metadata, statistics(reader)))
+            if args.json:
+                with open(args.json, "w") as handle:
+                    json.dump(reader.metadata, handle, indent=1, sort_keys=True)
             if args.out:
                 import cv2
                 if not 0 <= args.index < len(reader):

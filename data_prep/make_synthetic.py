@@ -35,7 +35,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from data_prep import synthetic_scene
-from data_prep.keypoints import COCO_KEYPOINT_NAMES, LIMB_NAMES
+from conventions.keypoints import COCO_KEYPOINT_NAMES, LIMB_NAMES
 
 try:
     from tqdm import tqdm

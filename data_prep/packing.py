@@ -1,12 +1,13 @@
 """Turn one image and its COCO annotations into one record (or a counted reason why not).
 
-This is the per-image work that data_prep/coco_to_lmdb.py runs in parallel worker processes.
+This is the per-image work that the packer (data_prep/packer.py) runs in parallel worker
+processes.
 
 Persons and main persons
 ------------------------
 The selection rule is OpenPose's (ZheC/Realtime_Multi-Person_Pose_Estimation, training/genJSON.m;
 CMU-Perceptual-Computing-Lab/openpose_train, training/a4_coco_matToRefinedJson.m), which MLN
-keeps (../shared/design/conventions.md). People are visited in the order of their annotations in
+keeps (conventions/README.md). People are visited in the order of their annotations in
 the file (OpenPose reads the annotation list sequentially); a person is a main person when
 
 1. it has at least 5 labelled keypoints (OpenPose: COCO's num_keypoints >= 5; we count the
@@ -54,7 +55,7 @@ import traceback
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from data_prep import keypoints as kp
+from conventions import keypoints as kp
 from data_prep import record
 from data_prep.jpeg_check import JpegProblem, check_decodes, jpeg_size
 from data_prep.skip_reasons import Problem

@@ -66,7 +66,7 @@ def describe(problem):
 
 
 def format_summary(summary):
-    """The packing summary (coco_to_lmdb.build_summary's dict) as text for people."""
+    """The packing summary (packer.build_summary's dict) as text for people."""
     lines = ["images read        %8d" % summary["images_read"],
              "records written    %8d" % summary["records"],
              "persons in records %8d" % summary["persons"],

@@ -17,7 +17,7 @@ import math
 import cv2
 import numpy as np
 
-from data_prep.keypoints import COCO_KEYPOINT_NAMES, NUM_COCO_KEYPOINTS
+from conventions.keypoints import COCO_KEYPOINT_NAMES, NUM_COCO_KEYPOINTS
 
 # Body proportions in units of the standing height (top of the head to the soles).
 TORSO = 0.30                # hip centre to neck

@@ -2,11 +2,11 @@
 
 Layer names are VGG-19's own (conv1_1 ... conv4_2, relu1_1 ..., pool1..pool3), so that
 VGG_ILSVRC_19_layers.caffemodel initialises the backbone by name, and OpenPose's for the two
-layers it adds (conv4_3_CPM, conv4_4_CPM). Three 2x2 pools make the output stride 8.
+layers it adds (conv4_3_CPM, conv4_4_CPM). Three 2x2 pools make the output stride
+(conventions.geometry.STRIDE, 8).
 """
 from generators.blocks import ConvSpec, conv, max_pool
 
-STRIDE = 8                      # three 2x2 max-pools
 OUTPUT = "conv4_4_CPM"          # the 128-channel "bifurcation layer", MLN's global context
 OUTPUT_CHANNELS = 128
 

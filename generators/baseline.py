@@ -7,7 +7,7 @@ Mconv1_stage<t>_L<b> .. Mconv7_stage<t>_L<b> (ReLUs Mrelu<k>_stage<t>_L<b>) on
 concat_stage<t> = concat(previous PAFs, previous heatmaps, conv4_4_CPM) = 185 channels, in that
 order (the order fixes the input channels of the released Mconv1 weights).
 """
-from data_prep.keypoints import NUM_HEATMAPS, NUM_PAFS
+from conventions.keypoints import NUM_HEATMAPS, NUM_PAFS
 from generators.backbone import backbone
 from generators.blocks import concat, output_chain_specs, two_branch_stage
 from generators.net_io import Outputs

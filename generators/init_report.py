@@ -21,17 +21,18 @@ import tempfile
 import numpy as np
 from google.protobuf import text_format
 
-from data_prep.keypoints import coco_to_parts
+from conventions.geometry import STRIDE, normalise
+from conventions.keypoints import coco_to_parts
+from conventions.net_contract import DEPLOY_OUTPUT
 from data_prep.synthetic_scene import render_scene
 from generators.fillers import FILLERS
 from generators.nets import MODELS, NetOptions, deploy_net, fillers_of, train_net
 from inference.backends import import_caffe_quietly
-from python_layers.augment import normalise
-from python_layers.labels import STRIDE, render_labels
+from python_layers.labels import render_labels
 
 FLOOR = 1e-2        # a convolution whose output std is under FLOOR x the input's is flagged
 CEILING = 1e2       # ... or over CEILING x the input's
-DEFAULT_SIZE = 184  # the probe size; any multiple of the stride works
+DEFAULT_SIZE = 184  # small enough for a quick probe; any multiple of the stride works
 
 
 def probe_sample(size, seed):
@@ -104,7 +105,7 @@ def measure(model, fillers=None, weights=None, size=DEFAULT_SIZE, seed=0):
     return {"model": model, "fillers": fillers_of(model, options), "weights": weights,
             "size": size, "seed": seed, "input_std": input_std,
             "initial_loss": float(sum(losses.values())),
-            "net_output_std_ratio": _std(deploy.blobs["net_output"].data) / input_std,
+            "net_output_std_ratio": _std(deploy.blobs[DEPLOY_OUTPUT].data) / input_std,
             "floor": FLOOR, "ceiling": CEILING,
             "flagged": [entry["layer"] for entry in layers if entry["flag"]],
             "layers": layers}

@@ -26,17 +26,18 @@ give identical weights, biases and MACs (WIRINGS):
 from caffe import layers as L
 from caffe import params as P
 
-from data_prep.keypoints import NUM_HEATMAPS, NUM_PAFS
+from conventions.keypoints import NUM_HEATMAPS, NUM_PAFS
 from generators.backbone import backbone
 from generators.blocks import (ConvSpec, concat, conv, output_chain_specs, three_conv_block,
                                two_branch_stage)
 from generators.net_io import Outputs
+from conventions.net_contract import DEPLOY_OUTPUT
 
 WIRINGS = ("a", "b", "c")
 HIDDEN = 128                # channels of every hidden convolution
 TRANSFER_BLOCKS = 2         # per direction: the paper's "4 transfer blocks" in all
 REFINEMENT_BLOCKS = 7       # per branch
-OUTPUT_LAYER = "net_output"
+OUTPUT_LAYER = DEPLOY_OUTPUT      # MLN names the final concat after the blob it produces
 BRANCH_OUTPUTS = {"joint": NUM_HEATMAPS, "limb": NUM_PAFS}
 TRANSFER_INTO = {"joint": "l2j", "limb": "j2l"}     # branch -> the direction that feeds it
 

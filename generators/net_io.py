@@ -1,13 +1,10 @@
 """What goes in and out of the nets: the training data layer, the masked L2 losses, the deploy
 input and the deploy output. Shared by both models.
 
-Training data (contract with python_layers, issue 5): the Python layer
-python_layers.data_layer.CocoPoseDataLayer with four tops, in this order,
-    data (N, 3, C, C), heatmap_label (N, 19, C/8, C/8), paf_label (N, 38, C/8, C/8),
-    loss_mask (N, 1, C/8, C/8),
-and a JSON param_str holding source, batch_size, crop_size, stride, seed and any extra keys.
-The same four tops can come from an Input layer instead (data_source "input"), so that a train
-net can be fed directly from pycaffe.
+The tops, blob names and shapes are conventions.net_contract's; this module writes the layers.
+The data layer gets a JSON param_str holding source, batch_size, crop_size, stride, seed and any
+extra keys. The same four tops can come from an Input layer instead (data_source "input"), so
+that a train net can be fed directly from pycaffe.
 """
 import collections
 import json
@@ -15,30 +12,18 @@ import json
 from caffe import layers as L
 from caffe import params as P
 
-from data_prep.keypoints import NUM_HEATMAPS, NUM_PAFS
+from conventions.keypoints import NUM_HEATMAPS, NUM_PAFS
+from conventions.net_contract import (DATA_LAYER_CLASS, DATA_LAYER_MODULE, DEPLOY_INPUT,
+                                      DEPLOY_OUTPUT, TRAIN_TOPS)
 
-DATA_LAYER_MODULE = "python_layers.data_layer"
-DATA_LAYER_CLASS = "CocoPoseDataLayer"
-TRAIN_TOPS = ("data", "heatmap_label", "paf_label", "loss_mask")
 DATA_SOURCES = ("python", "input")
 # The keys the generator itself writes into param_str; extra keys may not override them.
 GENERATED_DATA_KEYS = ("source", "batch_size", "crop_size", "stride", "seed")
-DEPLOY_INPUT = "data"
-DEPLOY_OUTPUT = "net_output"
 
 # The supervised outputs of a model body: `heatmaps` and `pafs` are lists of (name, Top), in the
 # order the net computes them; the last of each is what the deploy net outputs. `name` names the
 # loss layer (loss_<name>) and the masked prediction (masked_<name>) of the train net.
 Outputs = collections.namedtuple("Outputs", "heatmaps pafs")
-
-
-def train_input_shapes(batch_size, crop_size, stride):
-    """Shapes of the four training tops (TRAIN_TOPS order) for square crops."""
-    if crop_size % stride:
-        raise ValueError("crop size %d is not a multiple of the stride %d" % (crop_size, stride))
-    cells = crop_size // stride
-    return [[batch_size, 3, crop_size, crop_size], [batch_size, NUM_HEATMAPS, cells, cells],
-            [batch_size, NUM_PAFS, cells, cells], [batch_size, 1, cells, cells]]
 
 
 def data_param_str(source, batch_size, crop_size, stride, seed, extra):

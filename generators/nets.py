@@ -3,11 +3,12 @@ import dataclasses
 
 import caffe
 
+from conventions.geometry import BOX_SIZE, STRIDE
+from conventions.net_contract import train_input_shapes
 from generators import baseline, mln
-from generators.backbone import STRIDE
 from generators.fillers import DEFAULT_FILLERS, apply_fillers, check_fillers
 from generators.net_io import (data_param_str, deploy_input, deploy_output, masked_l2_losses,
-                               train_input_shapes, training_data)
+                               training_data)
 
 MODELS = ("mln", "baseline")
 
@@ -15,9 +16,9 @@ MODELS = ("mln", "baseline")
 @dataclasses.dataclass
 class NetOptions:
     """Everything that shapes the generated nets (defaults: the paper's setup)."""
-    deploy_height: int = 368
+    deploy_height: int = BOX_SIZE
     deploy_width: int = 432
-    crop_size: int = 368
+    crop_size: int = BOX_SIZE
     batch_size: int = 28
     lmdb: str = "data/coco_train2017.lmdb"    # relative to where training runs
     seed: int = 0

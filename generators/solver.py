@@ -22,7 +22,8 @@ class SolverOptions:
     base_lr: float = 6e-5
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    # OpenPose's schedule (conventions.md): lr x 0.333 every 136106 iterations, 600000 in all.
+    # OpenPose's schedule (conventions/README.md): lr x 0.333 every 136106 iterations, 600000
+    # in all.
     gamma: float = 0.333
     stepsize: int = 136106
     max_iter: int = 600000

@@ -27,7 +27,8 @@ import caffe  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
-from generators.net_io import DATA_LAYER_CLASS, DATA_LAYER_MODULE, train_input_shapes  # noqa: E402
+from conventions.net_contract import (DATA_LAYER_CLASS, DATA_LAYER_MODULE,  # noqa: E402
+                                      train_input_shapes)
 
 # The paper's Table 2 (weights without biases; "FLOPs" are MACs at 368x432).
 PAPER_TABLE_2 = collections.OrderedDict([

@@ -9,7 +9,9 @@ import pathlib
 
 import numpy as np
 
-OUTPUT_BLOB = "net_output"
+from conventions.geometry import normalise
+from conventions.net_contract import DEPLOY_OUTPUT
+
 BACKENDS = ("opencv", "caffe")
 
 
@@ -19,8 +21,7 @@ class BackendError(Exception):
 
 def image_to_blob(image_bgr):
     """Padded BGR uint8 image (h, w, 3) -> network input (1, 3, h, w) float32: pixel / 256 - 0.5."""
-    blob = image_bgr.astype(np.float32) / 256.0 - 0.5
-    return np.ascontiguousarray(blob.transpose(2, 0, 1)[None])
+    return np.ascontiguousarray(normalise(image_bgr)[None])
 
 
 def _check_files(deploy, weights):
@@ -48,7 +49,7 @@ class CaffeBackend(object):
 
     name = "caffe"
 
-    def __init__(self, deploy, weights, output=OUTPUT_BLOB):
+    def __init__(self, deploy, weights, output=DEPLOY_OUTPUT):
         _check_files(deploy, weights)
         caffe = import_caffe_quietly()
         caffe.set_mode_cpu()
@@ -74,7 +75,7 @@ class OpenCVBackend(object):
 
     name = "opencv"
 
-    def __init__(self, deploy, weights, output=OUTPUT_BLOB):
+    def __init__(self, deploy, weights, output=DEPLOY_OUTPUT):
         _check_files(deploy, weights)
         import cv2
         if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromCaffe"):

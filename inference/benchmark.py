@@ -183,7 +183,8 @@ def caffe_cli_forward_ms(deploy, iterations):
 
 
 def machine():
-    model = "unknown CPU"
+    """The CPU, its cores and the system, as the benchmark and the demo's report state them."""
+    model = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as handle:
             names = re.findall(r"model name\s*:\s*(.*)", handle.read())

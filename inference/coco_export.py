@@ -2,7 +2,7 @@
 
 A result is {"image_id": int, "category_id": 1, "keypoints": [x1, y1, v1, ... x17, y17, v17],
 "score": float}, the format of pycocotools' COCO.loadRes. The neck is dropped
-(data_prep.keypoints.parts_to_coco); a part not found is (0, 0, 0); a found part has v = 1, as
+(conventions.keypoints.parts_to_coco); a part not found is (0, 0, 0); a found part has v = 1, as
 OpenPose's COCO evaluation writes it (COCOeval reads only x and y of results). Coordinates are
 in COCO's own frame, which data_prep reads as pixel centres at integers: no shift.
 
@@ -12,7 +12,7 @@ it ranks complete, confident people first.
 """
 import numpy as np
 
-from data_prep.keypoints import parts_to_coco
+from conventions.keypoints import parts_to_coco
 
 PERSON_CATEGORY = 1
 

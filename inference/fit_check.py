@@ -4,11 +4,12 @@ the whole images, with keypoint displacement (the overfit check's evaluation, sc
     python inference/fit_check.py --deploy D.prototxt --snapshots A.caffemodel [B ...] \
         --crops CROPS_DIR --ann ANN.json --images IMAGES_DIR [--viz DIR] [--json OUT]
 
-CROPS_DIR is python_layers/training_crops.py's output: crops.json with images/ (the exact,
+CROPS_DIR is scripts/training_crops.py's output: crops.json with images/ (the exact,
 un-augmented training inputs) and scales.json (per whole image, the predict scale that shows
 its people at the trained size). Each snapshot is run through the deploy net with OpenCV's DNN
-module, as inference/predict.py does (same functions), on every crop at the crop's own size and
-on every whole image of ANN at its scale, and evaluated with pycocotools. Keypoint displacement:
+module by inference/prediction.py's functions, as inference/predict.py runs it, on every crop
+at the crop's own size and on every whole image of ANN at its scale, and evaluated with
+pycocotools. Keypoint displacement:
 the oracle's matching (inference/oracle.match_counts on COCOeval's own OKS matrix): each
 ground-truth person found with OKS over 0.5, paired with its best detection.
 """
@@ -18,9 +19,9 @@ import os
 import pathlib
 import sys
 
-
 from inference import backends, coco_export, evaluate, oracle, scaling
-from inference.predict import draw_people, predict_image, read_image
+from inference.prediction import draw_people, predict_image, read_image
+
 
 def predict_dataset(backend, dataset, images_dir, scale_of, viz=None):
     """Run every image of a COCO dataset -> (results, people found)."""
@@ -84,7 +85,7 @@ def main(argv=None):
         description="COCO AP of snapshots on their training crops and whole images.")
     parser.add_argument("--deploy", required=True)
     parser.add_argument("--snapshots", nargs="+", required=True, help="caffemodel files")
-    parser.add_argument("--crops", required=True, help="python_layers/training_crops.py's folder")
+    parser.add_argument("--crops", required=True, help="scripts/training_crops.py's folder")
     parser.add_argument("--ann", required=True, help="the training images' COCO annotations")
     parser.add_argument("--images", required=True, help="the training images' folder")
     parser.add_argument("--viz", help="skeleton pictures of the last snapshot")

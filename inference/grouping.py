@@ -9,17 +9,17 @@ Pure numpy (1.19 and 2.x), no OpenCV, no Caffe. Three separate steps, so that ea
 `group_people(heatmaps, pafs)` runs the three. The maps are the network's outputs upsampled to
 the image, channels last as cv2.resize returns them: heatmaps (H, W, >= 18) (the background
 channel 18, if present, is ignored) and PAFs (H, W, 38). Coordinates are image pixels with pixel
-centres at integers (data_prep.keypoints' convention).
+centres at integers (conventions.keypoints' convention).
 
 The constants are OpenPose's (its Python demo and MATLAB evaluation code, as summarised in
-shared/design/conventions.md); inference/README.md lists their sources and the choices made
-where the two differ.
+conventions/README.md); inference/README.md lists their sources and the choices made where the
+two differ.
 """
 import collections
 
 import numpy as np
 
-from data_prep.keypoints import LIMBS, LIMB_NAMES, NUM_LIMBS, NUM_PARTS, PART
+from conventions.keypoints import LIMBS, LIMB_NAMES, NUM_LIMBS, NUM_PARTS, PART
 
 PEAK_THRESHOLD = 0.1          # thre1: a part peak must exceed this
 PAF_THRESHOLD = 0.05          # thre2: a PAF sample "agrees" with the limb above this
@@ -75,7 +75,7 @@ part: int part id (0..17); x, y: int pixel position; score: heatmap value there 
 Limbs = collections.namedtuple("Limbs", "limb a b score")
 Limbs.__doc__ = """Candidate limbs that passed eq. 6's criteria: arrays of equal length M.
 
-limb: limb id (data_prep.keypoints.LIMBS); a, b: indices into Peaks of the limb's first and
+limb: limb id (conventions.keypoints.LIMBS); a, b: indices into Peaks of the limb's first and
 second part; score: mean PAF agreement plus the distance prior."""
 
 People = collections.namedtuple("People", "keypoints scores part_counts")

@@ -5,11 +5,12 @@
 For every image with labelled people, the ground truth is rendered into heatmaps and PAFs by the
 training label code (python_layers.labels) at the network's resolution (the image resized as
 inference resizes it: height 368, padded to a multiple of 8, stride 8), upsampled exactly as
-predict.py upsamples the network's output, decoded by inference/grouping.py and evaluated by
-inference/evaluate.py. What is lost on the way is lost by the decoding (and by the labels'
-definition), not by a network: it is the ceiling of any net trained on these labels, and a
-check that labels and grouping agree. The faithful decoding and the --keep-neckless assembly
-option are reported side by side, with the counts of what limits the figure.
+inference/prediction.py upsamples the network's output (the same function), decoded by
+inference/grouping.py and evaluated by inference/evaluate.py. What is lost on the way is lost
+by the decoding (and by the labels' definition), not by a network: it is the ceiling of any net
+trained on these labels, and a check that labels and grouping agree. The faithful decoding and
+the --keep-neckless assembly option are reported side by side, with the counts of what limits
+the figure.
 """
 import argparse
 import collections
@@ -20,8 +21,8 @@ import sys
 import cv2
 import numpy as np
 
-from data_prep.keypoints import LIMBS, PART, coco_to_parts
-from inference import coco_export, evaluate, grouping, predict, scaling
+from conventions.keypoints import LIMBS, NUM_COCO_KEYPOINTS, NUM_PARTS, PART, coco_to_parts
+from inference import coco_export, evaluate, grouping, prediction, scaling
 from python_layers import labels
 
 VARIANTS = (("default", False), ("keep_neckless", True))
@@ -32,13 +33,13 @@ def ground_truth_parts(coco, image_id):
     annotations = coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=False))
     keypoints = [a["keypoints"] for a in annotations if a.get("num_keypoints", 0) > 0]
     if not keypoints:
-        return np.zeros((0, 18, 3), dtype=np.float32)
-    return coco_to_parts(np.asarray(keypoints, dtype=np.float32).reshape(-1, 17, 3))
+        return np.zeros((0, NUM_PARTS, 3), dtype=np.float32)
+    return coco_to_parts(np.asarray(keypoints, dtype=np.float32).reshape(-1, NUM_COCO_KEYPOINTS, 3))
 
 
 def to_network(parts, image_size, scale=1.0):
     """Parts in image pixels -> (parts in the resized image's pixels, resized (h, w), label grid
-    (h'/8, w'/8)), the image resized and padded as predict.py does it."""
+    (h'/8, w'/8)), the image resized and padded as prediction.py does it."""
     height, width = image_size
     resized = scaling.scaled_size(height, width, scale)
     padded = scaling.padded_size(*resized)
@@ -94,7 +95,7 @@ def oracle_images(coco, images_dir):
 
 def label_counts(all_parts):
     """What the labels themselves make impossible or hard, per person."""
-    all_parts = np.concatenate(all_parts) if all_parts else np.zeros((0, 18, 3), np.float32)
+    all_parts = np.concatenate(all_parts) if all_parts else np.zeros((0, NUM_PARTS, 3), np.float32)
     labelled = (all_parts[..., 2] > 0).sum(axis=1)
     neckless = all_parts[:, PART["neck"], 2] <= 0
     return {
@@ -129,9 +130,9 @@ def match_counts(evaluation, coco, image_ids, results):
             best_oks.append(float(oks[:, person].max()))
             if best_oks[-1] <= 0.5:
                 continue
-            truth = np.asarray(truth["keypoints"], np.float64).reshape(17, 3)
+            truth = np.asarray(truth["keypoints"], np.float64).reshape(NUM_COCO_KEYPOINTS, 3)
             found = np.asarray(detections[int(oks[:, person].argmax())]["keypoints"],
-                               np.float64).reshape(17, 3)
+                               np.float64).reshape(NUM_COCO_KEYPOINTS, 3)
             labelled, detected = truth[:, 2] > 0, found[:, 2] > 0
             missed += int((labelled & ~detected).sum())
             both = labelled & detected
@@ -162,8 +163,8 @@ def run_oracle(annotation, images_dir, keep_neckless=False, smooth_sigma=None):
         parts = ground_truth_parts(coco, image_id)
         all_parts.append(parts)
         unseen_limbs += limbs_without_field(parts, size)
-        people = predict.decode_net_outputs(rendered_outputs(parts, size), size, smooth_sigma,
-                                             keep_neckless, stats)
+        people = prediction.decode_net_outputs(rendered_outputs(parts, size), size,
+                                                smooth_sigma, keep_neckless, stats)
         results.extend(coco_export.people_to_coco(people, image_id))
     evaluation = evaluate.run_cocoeval(coco, results)
     counts = {"images": len(chosen), "detections": len(results)}

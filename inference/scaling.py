@@ -11,11 +11,9 @@ upsampling puts it.
 import cv2
 import numpy as np
 
-from data_prep.keypoints import NUM_HEATMAPS, NUM_PARTS
+from conventions.geometry import BOX_SIZE, PAD_VALUE, STRIDE
+from conventions.keypoints import NUM_HEATMAPS, NUM_PARTS
 
-BOX_SIZE = 368       # network input height at scale 1
-STRIDE = 8
-PAD_VALUE = 128
 MAX_MAP_PIXELS = 1000000   # maps of larger images are decoded at a reduced size (memory: 57 ch)
 
 

@@ -6,7 +6,7 @@ network would give it.
 """
 import numpy as np
 
-from data_prep.keypoints import NUM_PARTS, PART
+from conventions.keypoints import NUM_PARTS, PART
 from inference import oracle, scaling
 
 # A person facing the camera, 1 unit tall: (x from the body's axis, y from the top of the head).

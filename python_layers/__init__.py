@@ -1,5 +1,6 @@
-"""Caffe Python layers for training, and the pure-numpy label maths they use.
+"""The Caffe training data layer (data_layer.py) and the numpy/OpenCV maths it uses: the batch
+source (batch_source.py), augmentation (augment.py) and the heatmap and PAF labels (labels.py).
 
-Modules here that import caffe are only imported by Caffe itself (python_param); the label and
-augmentation maths import numpy and OpenCV only, so inference can reuse them without Caffe.
+Only data_layer.py imports caffe, and only Caffe itself imports it (python_param); the label and
+augmentation maths run without Caffe, so inference's oracle reuses them.
 """

@@ -18,11 +18,11 @@ One sample = one image centred on one "main person" (OpenPose's CVPR'17 recipe, 
 3. The image goes through that matrix in one cv2.warpAffine (pixels outside the image = 128),
    the loss mask in another (outside = 1, see `warp_mask`) and then to label resolution by area
    averaging, and the keypoints through the same matrix (`transform_parts`); a mirroring matrix
-   also swaps left and right parts (data_prep.keypoints.FLIP_PERMUTATION).
+   also swaps left and right parts (conventions.keypoints.FLIP_PERMUTATION).
 4. Labels are rendered at stride 8 by python_layers.labels from the transformed keypoints of ALL
    people of the image; the image is normalised to pixel / 256 - 0.5 (the paper), BGR.
 
-Coordinates: pixel centres at integers everywhere (as in data_prep.keypoints and cv2.warpAffine),
+Coordinates: pixel centres at integers everywhere (as in conventions.keypoints and cv2.warpAffine),
 so the crop's centre is ((C - 1) / 2, (C - 1) / 2) and a flip maps x to C - 1 - x.
 """
 import collections
@@ -32,11 +32,9 @@ import math
 import cv2
 import numpy as np
 
-from data_prep.keypoints import FLIP_PERMUTATION, NUM_PARTS
+from conventions.geometry import BOX_SIZE, PAD_VALUE, STRIDE, normalise
+from conventions.keypoints import FLIP_PERMUTATION, NUM_PARTS
 from python_layers import labels
-
-# data_prep stores each person's scale as OpenPose's scale_provided: person height / 368.
-SCALE_REFERENCE_PIXELS = 368.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +50,8 @@ class AugmentParams:
     pad_value: grey level of the image outside the original picture (128).
     sigma, paf_width_cells, gaussian_form: label parameters, see python_layers.labels.
     """
-    crop_size: int = 368
-    stride: int = labels.STRIDE
+    crop_size: int = BOX_SIZE
+    stride: int = STRIDE
     target_dist: float = 0.6
     scale_min: float = 0.5
     scale_max: float = 1.1
@@ -61,7 +59,7 @@ class AugmentParams:
     max_rotate_degree: float = 40.0
     center_perturb_max: float = 40.0
     flip_prob: float = 0.5
-    pad_value: int = 128
+    pad_value: int = PAD_VALUE
     sigma: float = labels.SIGMA
     paf_width_cells: float = labels.PAF_WIDTH_CELLS
     gaussian_form: str = "code"
@@ -168,7 +166,7 @@ def crop_matrix(center, person_scale, augmentation, params):
         raise ValueError("person scale must be positive and finite, got %r" % (person_scale,))
     if not np.all(np.isfinite(center)):
         raise ValueError("person centre must be finite, got %r" % (tuple(center),))
-    scale = (params.target_dist * params.crop_size / (person_scale * SCALE_REFERENCE_PIXELS)
+    scale = (params.target_dist * params.crop_size / (person_scale * BOX_SIZE)
              * augmentation.scale_multiplier)
     angle = math.radians(augmentation.rotate_degree)
     cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
@@ -210,7 +208,7 @@ def transform_parts(parts, matrix):
     return moved
 
 
-def warp_image(image, matrix, crop_size, pad_value=128):
+def warp_image(image, matrix, crop_size, pad_value=PAD_VALUE):
     """(H, W, 3) uint8 image -> (crop_size, crop_size, 3) uint8 crop; outside = pad_value."""
     return cv2.warpAffine(image, np.asarray(matrix, dtype=np.float64), (crop_size, crop_size),
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
@@ -232,14 +230,6 @@ def warp_mask(mask, matrix, crop_size, stride):
                             borderValue=1)
     grid = crop_size // stride
     return cv2.resize(warped.astype(np.float32), (grid, grid), interpolation=cv2.INTER_AREA)
-
-
-def normalise(crop):
-    """(C, C, 3) uint8 BGR -> (3, C, C) float32 pixel / 256 - 0.5 (the paper's normalisation)."""
-    data = crop.transpose(2, 0, 1).astype(np.float32)
-    data *= 1.0 / 256
-    data -= 0.5
-    return data
 
 
 def _check_inputs(image, mask_miss, parts):

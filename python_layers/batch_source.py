@@ -24,25 +24,23 @@ threads in the parent: under `caffe train` Caffe's C++ holds Python's lock while
 thread would not run; the workers do not need it. `prefetch_batches` batches are in preparation at
 any time: when a batch is handed over, its slot is refilled at once with the batch that many
 places ahead, so the workers build it while Caffe computes. LMDB is reopened in each worker by
-data_prep's reader on first use. Workers die with their parent (PR_SET_PDEATHSIG), ignore Ctrl-C
-(the parent decides), and `close()` (also on deletion) terminates and reaps them. An exception in a
-worker is raised in the parent as SampleError, naming the position, record, image id and file, with
-the worker's traceback; a worker that dies is an error naming its exit code.
+data_prep's reader on first use. The processes are data_prep.workers' pool, with one task pipe and
+one result pipe shared by all (whichever worker is free takes the next sample): workers die with
+their parent (PR_SET_PDEATHSIG), ignore Ctrl-C and SIGHUP (the parent decides), and `close()` (also
+on deletion) terminates and reaps them. An exception in a worker is raised in the parent as
+SampleError, naming the position, record, image id and file, with the worker's traceback; a worker
+that dies is an error naming its exit code.
 """
 import collections
 import mmap
-import multiprocessing
-import multiprocessing.connection
 import os
-import signal
 import traceback
 
 import numpy as np
 
-from data_prep.keypoints import NUM_HEATMAPS, NUM_PAFS
+from conventions.net_contract import train_input_shapes
+from data_prep import workers as worker_pool
 from data_prep.record import LmdbReader
-
-TOPS = ("data", "heatmap_label", "paf_label", "loss_mask")
 
 Task = collections.namedtuple("Task", "position epoch index record person")
 Task.__doc__ = """One sample of the stream: its position, epoch, index within the epoch (these
@@ -101,11 +99,9 @@ def build_sample(reader, params, order, task):
 
 
 def top_shapes(batch_size, params):
-    """Shapes of the four tops (TOPS order) for a batch."""
-    grid = params.grid_size
-    return [(batch_size, 3, params.crop_size, params.crop_size),
-            (batch_size, NUM_HEATMAPS, grid, grid), (batch_size, NUM_PAFS, grid, grid),
-            (batch_size, 1, grid, grid)]
+    """Shapes of the four tops (conventions.net_contract.TRAIN_TOPS order) for a batch."""
+    return [tuple(shape) for shape in
+            train_input_shapes(batch_size, params.crop_size, params.stride)]
 
 
 def store_sample(sample, outputs, index):
@@ -121,30 +117,12 @@ def _shared_array(shape):
     return np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.float32).reshape(shape)
 
 
-def die_with_parent(signum, parent_pid):
-    """Have the kernel send `signum` to this process when its parent dies (Linux's
-    PR_SET_PDEATHSIG; elsewhere nothing), and exit now if the parent is already gone."""
-    try:
-        import ctypes
-        ctypes.CDLL(None).prctl(1, signum)              # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-
-def _worker_main(reader, params, order, slots, tasks, task_lock, results, result_lock, parent):
-    # Ctrl-C goes to the whole process group: the parent decides. Caffe's handlers, inherited by
-    # the fork, must not run here. Die with the parent even when it is killed.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    die_with_parent(signal.SIGKILL, parent)
+def _build_samples(end, reader, params, order, slots):
+    """A data worker (data_prep.workers runs it): (slot, index, task) in, the sample written into
+    the shared slots, (slot, None or the error) out."""
     import cv2
     cv2.setNumThreads(1)        # the workers are the parallelism; no OpenCV threads after fork
-    while True:
-        with task_lock:
-            slot, index, task = tasks.recv()      # the parent terminates us when done
+    for slot, index, task in end:                 # the parent terminates us when done
         try:
             store_sample(build_sample(reader, params, order, task), [s[slot] for s in slots],
                          index)
@@ -152,8 +130,7 @@ def _worker_main(reader, params, order, slots, tasks, task_lock, results, result
         except Exception as error:
             reply = (slot, "%s\nin data worker pid %d:\n%s"
                      % (error, os.getpid(), traceback.format_exc()))
-        with result_lock:
-            results.send(reply)
+        end.send(reply)
 
 
 class BatchSource(object):
@@ -176,7 +153,7 @@ class BatchSource(object):
         self.first_sample, self.rank, self.ranks = first_sample, rank, ranks
         self.order = SampleOrder(list_samples(self.reader), seed)
         self.batches_done = 0
-        self._workers, self._closed = [], False
+        self._pool, self._closed = None, False
         if workers:
             self._start_workers(workers, prefetch_batches)
 
@@ -192,7 +169,7 @@ class BatchSource(object):
     def fill(self, outputs):
         if self._closed:
             raise SampleError("this batch source is closed (after an error or close())")
-        if self._workers:
+        if self._pool is not None:
             self._fill_from_workers(outputs)
         else:
             for index, task in enumerate(self.tasks(self.batches_done)):
@@ -203,56 +180,48 @@ class BatchSource(object):
     # ---- worker processes
 
     def _start_workers(self, workers, prefetch_batches):
-        context = multiprocessing.get_context("fork")
         self._slots = [_shared_array((prefetch_batches,) + shape)
                        for shape in top_shapes(self.batch_size, self.params)]
         self._pending = [0] * prefetch_batches        # samples not yet built, per slot
-        task_reader, self._tasks = context.Pipe(duplex=False)
-        self._results, result_writer = context.Pipe(duplex=False)
-        task_lock, result_lock = context.Lock(), context.Lock()
-        for _ in range(workers):
-            worker = context.Process(
-                target=_worker_main, daemon=True,
-                args=(self.reader, self.params, self.order, self._slots, task_reader, task_lock,
-                      result_writer, result_lock, os.getpid()))
-            worker.start()
-            self._workers.append(worker)
-        task_reader.close()
-        result_writer.close()
+        self._pool = worker_pool.WorkerPool(
+            workers, _build_samples, (self.reader, self.params, self.order, self._slots),
+            shared_pipes=True)
         for batch_number in range(prefetch_batches):
             self._submit(batch_number)
 
     @property
     def worker_pids(self):
-        return [worker.pid for worker in self._workers]
+        return [] if self._pool is None else self._pool.pids
 
     def _submit(self, batch_number):
         slot = batch_number % len(self._pending)
         self._pending[slot] = self.batch_size
         for index, task in enumerate(self.tasks(batch_number)):
-            self._tasks.send((slot, index, task))
+            try:
+                self._pool.send((slot, index, task))
+            except worker_pool.WorkerDied as death:
+                raise self._worker_died(death) from None
 
     def _receive(self):
         """Wait for one finished sample; raise if it failed or if a worker died."""
-        sentinels = {worker.sentinel: worker for worker in self._workers}
-        ready = multiprocessing.connection.wait([self._results] + list(sentinels))
-        if self._results in ready:
-            slot, error = self._results.recv()
-            if error is not None:
-                self.close()
-                raise SampleError(error)
-            self._pending[slot] -= 1
-            return
-        worker = sentinels[ready[0]]
-        worker.join()
+        try:
+            slot, error = self._pool.receive()
+        except worker_pool.WorkerDied as death:
+            raise self._worker_died(death) from None
+        if error is not None:
+            self.close()
+            raise SampleError(error)
+        self._pending[slot] -= 1
+
+    def _worker_died(self, death):
         self.close()
-        raise SampleError("data worker pid %d died (exit code %s; a negative code is the signal "
-                          "that killed it, e.g. -9 when the system ran out of memory)"
-                          % (worker.pid, worker.exitcode))
+        return SampleError("data worker pid %d died (exit code %s; a negative code is the signal "
+                           "that killed it, e.g. -9 when the system ran out of memory)"
+                           % (death.pid, death.exitcode))
 
     def wait_until_prefetched(self):
         """Block until every batch in preparation is built; -> how many that is."""
-        if not self._workers:
+        if self._pool is None:
             return 0
         while any(self._pending):
             self._receive()
@@ -268,15 +237,10 @@ class BatchSource(object):
 
     def close(self):
         """Terminate and reap the workers (idempotent)."""
-        workers = getattr(self, "_workers", [])       # [] when __init__ failed early
-        self._workers, self._closed = [], True
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.join()
-        if workers:
-            self._tasks.close()
-            self._results.close()
+        pool = getattr(self, "_pool", None)           # None when __init__ failed early
+        self._pool, self._closed = None, True
+        if pool is not None:
+            pool.stop()
 
     def __del__(self):
         self.close()

@@ -16,9 +16,9 @@ available as form="paper".
 """
 import numpy as np
 
-from data_prep.keypoints import LIMBS, NUM_HEATMAPS, NUM_LIMBS, NUM_PAFS, NUM_PARTS
+from conventions.geometry import STRIDE
+from conventions.keypoints import LIMBS, NUM_HEATMAPS, NUM_LIMBS, NUM_PAFS, NUM_PARTS
 
-STRIDE = 8
 SIGMA = 7.0                 # heatmap Gaussian, input pixels
 PAF_WIDTH_CELLS = 1.0       # PAF half-width, label cells (8 input pixels)
 GAUSSIAN_CUTOFF = 4.6052    # ln(100): Gaussian values under 0.01 are set to 0
@@ -74,9 +74,8 @@ def part_affinity_fields(parts, grid_shape, stride=STRIDE, width_cells=PAF_WIDTH
     """PAFs, (38, H, W) float32: limb i's unit vector in channels 2i (x) and 2i+1 (y).
 
     A label cell gets limb i's vector v = (b - a) / |b - a| of a person when its centre p is
-    within width_cells label cells of the limb segment a-b (conventions.md: "pixels within 1 label
-    cell of the limb segment"); where several people's limbs cover the cell, their vectors are
-    averaged. Along the limb this is the paper's eq. 2 band (|v x (p - a)| <= width); the band
+    within width_cells label cells of the limb segment a-b (1 cell: conventions/README.md); where
+    several people's limbs cover the cell, their vectors are averaged. Along the limb this is the paper's eq. 2 band (|v x (p - a)| <= width); the band
     also rounds off past both parts, so that a limb shorter than a cell (eyes, ears, the wrists of
     small people) still gets a field: with eq. 2's bare rectangle such limbs get none and the
     ground truth itself decodes to AP 0.707 instead of 0.726 (inference/oracle.py on the COCO

@@ -10,9 +10,9 @@ Steps (each logged in DIR/logs/<step>.log, as the demo does):
   pack      the training LMDB (data_prep/coco_to_lmdb.py)
   crops     every main person's un-augmented training crop as a COCO dataset, and per whole
             image the scale that shows its people at the trained size
-            (python_layers/training_crops.py)
+            (scripts/training_crops.py)
   reference the all-zero and background-only losses on the training stream
-            (python_layers/reference_losses.py)
+            (scripts/reference_losses.py)
   train     scripts/train.sh with scripts/recipe.py's FROM_SCRATCH (the settings measured to
             learn fastest from scratch) and its augmentation preset
   check     AP of every snapshot on the training crops (the exact inputs: the geometry check)
@@ -99,7 +99,7 @@ def run_overfit(args):
 
     run.section("crops", "the un-augmented training crops and the whole-image scales")
     crops = out / "crops"
-    run.run("crops", CAFFE_PYTHON + ["python_layers/training_crops.py", "--lmdb", lmdb,
+    run.run("crops", CAFFE_PYTHON + ["scripts/training_crops.py", "--lmdb", lmdb,
                                      "--crop", settings["crop"], "--out", crops])
     samples = len(json.loads((crops / "crops.json").read_text())["images"])
     if samples == 0:
@@ -174,8 +174,9 @@ def build_parser():
                         help="curriculum (default): the first 3/8 of the iterations on the "
                              "exact crops, the rest shifted and rescaled (scripts/recipe.py), "
                              "so that whole images are found; none: the exact crops only "
-                             "(learnt fastest; only the crop AP means something); mild, shift: "
-                             "that augmentation throughout")
+                             "(learnt fastest; only the crop AP means something); finish: the "
+                             "curriculum with a last exact-crop stage; mild, shift: that "
+                             "augmentation throughout")
     parser.add_argument("--model", choices=("mln", "baseline"), default="mln")
     parser.add_argument("--gpu", default="0",
                         help="GPU id, or cpu (default 0: the GPU when Caffe has one)")

@@ -36,7 +36,11 @@ def train_arguments(recipe, data_param_json):
 # scratch sat on it for 200+ iterations), then the same images shifted and rescaled, so that
 # whole images are found, not memorised crops.
 SCHEDULES = {"none": [("none", 1.0)], "mild": [("mild", 1.0)], "shift": [("shift", 1.0)],
-             "curriculum": [("none", 0.375), ("shift", 0.625)]}
+             "curriculum": [("none", 0.375), ("shift", 0.625)],
+             # "curriculum" with a last exact stage, tried for the crops' AP: on the 4 COCO
+             # images at 900 iterations crops 0.864 and whole images 0.682, against the
+             # curriculum's 0.805 and 0.744 (README, "The overfit check")
+             "finish": [("none", 0.3), ("shift", 0.55), ("none", 0.15)]}
 
 
 def stages(schedule, iterations):

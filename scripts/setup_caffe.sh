@@ -7,8 +7,9 @@
 #   MLN_CAFFE_DIR       where the state lives (default: <repo>/.caffe); share one between clones
 #   MLN_CAFFE           auto (default) | host | embedded
 #   MLN_PYTHON          host Python that has pycaffe (default: python3), for host mode
-#   MLN_DEBIAN_MIRROR   Debian mirror for the embedded root (default: http://deb.debian.org/debian;
-#                       http://archive.debian.org/debian once bullseye has moved there)
+#   MLN_DEBIAN_MIRROR   Debian mirror URL for the embedded root (default: none given, so that
+#                       mmdebstrap uses Debian's default mirror; set it to a local mirror, or to
+#                       Debian's archive once bullseye has moved there)
 #
 # Host mode: `caffe` is on PATH and MLN_PYTHON imports caffe with Python layers. That Caffe is
 # recorded in $MLN_CAFFE_DIR/host.env and used as it is; nothing is installed.
@@ -24,7 +25,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CAFFE_DIR=${MLN_CAFFE_DIR:-$REPO/.caffe}
 CAFFE_CHOICE=${MLN_CAFFE:-auto}
 HOST_PYTHON=${MLN_PYTHON:-python3}
-MIRROR=${MLN_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+MIRROR=${MLN_DEBIAN_MIRROR:-}      # empty: mmdebstrap's own default mirror for the suite
+if [ -n "$MIRROR" ]; then MIRROR_NAME=$MIRROR; else MIRROR_NAME="Debian's default mirror"; fi
 SUITE=bullseye
 PYCOCOTOOLS=pycocotools==2.0.7   # newest release with a cp39 wheel that works with bullseye's numpy 1.19
 
@@ -138,7 +140,7 @@ choose_mmdebstrap_mode() {
 
 check_mirror() {
   python3 - "$MIRROR/dists/$SUITE/Release" <<'EOF' >&2 || die "cannot reach the Debian mirror $MIRROR (tried $MIRROR/dists/$SUITE/Release).
-  Check the network, or set MLN_DEBIAN_MIRROR (e.g. http://archive.debian.org/debian once $SUITE has moved to the archive)."
+  Check the network, or set MLN_DEBIAN_MIRROR to a mirror that holds $SUITE (Debian's archive once $SUITE has moved there)."
 import sys, urllib.request
 try:
     urllib.request.urlopen(sys.argv[1], timeout=30).read(64)
@@ -166,21 +168,23 @@ build_embedded_root() {
   rm -rf "$CAFFE_DIR"/build.*
   install_host_tools
   mode=$(choose_mmdebstrap_mode)
-  check_mirror
+  # A named mirror is checked first, for a one-line error; without one mmdebstrap picks Debian's
+  # default mirror itself and its own log says what failed.
+  [ -z "$MIRROR" ] || check_mirror
   work=$(mktemp -d "$CAFFE_DIR/build.XXXXXX")
   trap 'rm -rf "$work"' EXIT
   download_pycocotools_wheel "$work/wheels"
   wheel=$(basename "$(ls "$work"/wheels/*.whl)")
-  say "building the embedded Caffe root from Debian $SUITE ($MIRROR, mode $mode); about a minute"
+  say "building the embedded Caffe root from Debian $SUITE ($MIRROR_NAME, mode $mode); about a minute"
   # A tarball, then extraction as the calling user: in unshare mode a directory would be owned by
   # subordinate ids that the user can no longer delete.
   if ! mmdebstrap --mode="$mode" --variant=apt --include="$(IFS=,; echo "${PACKAGES[*]}")" \
       --customize-hook="copy-in $work/wheels/$wheel /tmp" \
       --customize-hook="chroot \"\$1\" python3 -m pip install --quiet --no-index --no-deps /tmp/$wheel" \
       --customize-hook="rm -f \"\$1/tmp/$wheel\"" \
-      "$SUITE" "$work/root.tar" "$MIRROR" > "$work/mmdebstrap.log" 2>&1; then
+      "$SUITE" "$work/root.tar" ${MIRROR:+"$MIRROR"} > "$work/mmdebstrap.log" 2>&1; then
     tail -n 25 "$work/mmdebstrap.log" >&2
-    die "mmdebstrap failed (mirror $MIRROR); the log's end is above"
+    die "mmdebstrap failed ($MIRROR_NAME); the log's end is above; check the network, or set MLN_DEBIAN_MIRROR"
   fi
   mkdir "$work/root"
   tar -C "$work/root" -xf "$work/root.tar" --exclude='./dev/*'

@@ -13,9 +13,13 @@ import time
 
 from recipe import AUGMENTATIONS, FROM_SCRATCH, SEED, train_arguments
 
+# The environments, named once for the tools that run steps: the repository, Python inside
+# scripts/caffe-env (Caffe, lmdb, the packer), the deploy venv's Python (this one: demo.sh and
+# overfit.sh start it), and Caffe's state folder (scripts/setup_caffe.sh's, as caffe-env finds it).
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CAFFE_PYTHON = [str(REPO / "scripts" / "caffe-env"), "python"]
 VENV_PYTHON = [sys.executable]
+CAFFE_DIR = pathlib.Path(os.environ.get("MLN_CAFFE_DIR", str(REPO / ".caffe")))
 
 
 class StepFailed(Exception):
@@ -83,8 +87,8 @@ def training_lines(text):
 # ------------------------------------------------------------------------------ the data
 
 def losses(log_path):
-    """[(iteration, total loss)] of a Caffe training log (python_layers/plot_log's parser)."""
-    from python_layers.plot_log import TOTAL, parse_caffe_log
+    """[(iteration, total loss)] of a Caffe training log (scripts/plot_log.py's parser)."""
+    from plot_log import TOTAL, parse_caffe_log
     with open(str(log_path), errors="replace") as handle:
         series = parse_caffe_log(handle).get(TOTAL)
     return list(zip(series.iterations, series.values)) if series else []
@@ -136,7 +140,7 @@ def train_in_stages(run, out, model, lmdb, stages, batch, snapshot_every, option
         run.section("reference", "trivial predictions on the %s stream" % stage)
         reference = out / ("reference_losses_%s.json" % stage)
         run.run("reference", CAFFE_PYTHON + [
-            "python_layers/reference_losses.py", "--lmdb", lmdb,
+            "scripts/reference_losses.py", "--lmdb", lmdb,
             "--crop", FROM_SCRATCH["crop"], "--batch", batch, "--batches", 20,
             "--seed", SEED, "--data-param", data_param, "--json", reference])
         references = json.loads(reference.read_text())

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data_prep.keypoints import FLIP_PERMUTATION, LIMBS, PART
+from conventions.keypoints import FLIP_PERMUTATION, LIMBS, PART
 from python_layers import augment
 
 PARAMS = augment.AugmentParams()
@@ -25,7 +25,7 @@ def person(**positions):
 
 def scale_for(factor, params=PARAMS):
     """The person_scale (height / 368) that makes crop_matrix scale the image by `factor`."""
-    return params.target_dist * params.crop_size / (augment.SCALE_REFERENCE_PIXELS * factor)
+    return params.target_dist * params.crop_size / (368.0 * factor)
 
 
 def limb_channels(first, second):

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from data_prep.keypoints import COCO_KEYPOINT_NAMES, COCO_TO_PART, PART, coco_to_parts
+from conventions.keypoints import COCO_KEYPOINT_NAMES, COCO_TO_PART, PART, coco_to_parts
 from inference import coco_export, evaluate, grouping
 
 

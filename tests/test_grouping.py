@@ -4,7 +4,7 @@ import collections
 import numpy as np
 import pytest
 
-from data_prep.keypoints import LIMBS, NUM_PARTS, PART
+from conventions.keypoints import LIMBS, NUM_PARTS, PART
 from inference import grouping, synthetic
 
 

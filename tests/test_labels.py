@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data_prep.keypoints import LIMBS, PART
+from conventions.keypoints import LIMBS, PART
 from python_layers import labels
 
 GRID = (46, 46)   # a 368 crop at stride 8

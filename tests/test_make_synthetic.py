@@ -11,7 +11,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from data_prep import make_synthetic, synthetic_body, synthetic_scene
-from data_prep.keypoints import COCO_KEYPOINT_NAMES
+from conventions.keypoints import COCO_KEYPOINT_NAMES
 
 SIZE = (128, 160)           # small pictures keep the suite fast; the defaults are 256x256
 SEED = 7

@@ -1,4 +1,4 @@
-"""The packer's worker processes (data_prep.coco_to_lmdb.Outcomes): results in file order, a
+"""The packer's worker processes (data_prep.packer.Outcomes): results in file order, a
 failing or dying worker stops the run with a clear error, and stopping never hangs.
 
 The per-image work is replaced by small functions before the workers are forked, so they run
@@ -8,11 +8,11 @@ import signal
 
 import pytest
 
-from data_prep import coco_to_lmdb, packing
+from data_prep import packer, packing, workers
 
 
 def outcomes_of(tasks, start=0, workers=2):
-    with coco_to_lmdb.Outcomes(tasks, None, start, workers) as outcomes:
+    with packer.Outcomes(tasks, None, start, workers) as outcomes:
         return list(outcomes)
 
 
@@ -35,7 +35,7 @@ def test_an_exception_in_a_worker_names_the_images(monkeypatch):
             raise ValueError("broken task")
         return task
     monkeypatch.setattr(packing, "process_image", process_image)
-    with pytest.raises(coco_to_lmdb.PackError, match=r"(?s)images 16\.\.23 .*broken task"):
+    with pytest.raises(packer.PackError, match=r"(?s)images 16\.\.23 .*broken task"):
         outcomes_of(list(range(60)))
 
 
@@ -45,7 +45,7 @@ def test_a_worker_that_dies_stops_the_run_instead_of_hanging(monkeypatch):
             os.kill(os.getpid(), signal.SIGKILL)   # as the OOM killer would
         return task
     monkeypatch.setattr(packing, "process_image", process_image)
-    with pytest.raises(coco_to_lmdb.PackError, match="died with exit code -9"):
+    with pytest.raises(packer.PackError, match="died with exit code -9"):
         outcomes_of(list(range(60)))
 
 
@@ -57,9 +57,47 @@ def test_stopping_in_the_middle_reaps_every_worker(monkeypatch):
     for round_number in range(40):
         started = []
         with pytest.raises(RuntimeError, match="writer stopped"):
-            with coco_to_lmdb.Outcomes(list(range(200)), None, 0, 2) as outcomes:
-                started = [worker.process for worker in outcomes._workers]
+            with packer.Outcomes(list(range(200)), None, 0, 2) as outcomes:
+                started = list(outcomes._pool.processes)
                 for outcome in outcomes:
                     if outcome == round_number:
                         raise RuntimeError("writer stopped")
         assert started and all(not process.is_alive() for process in started)
+
+
+def _add_offset(end, offset):
+    """A worker of the pool tests: task + offset and its pid back; "die" kills it."""
+    for task in end:
+        if task == "die":
+            os.kill(os.getpid(), signal.SIGKILL)
+        end.send((task + offset, os.getpid()))
+
+
+def test_shared_pipes_serve_any_worker_and_notice_a_death():
+    """The data layer's mode of the pool: one task pipe and one result pipe for all."""
+    pool = workers.WorkerPool(3, _add_offset, (100,), shared_pipes=True)
+    processes = list(pool.processes)
+    try:
+        for task in range(30):
+            pool.send(task)
+        results = [pool.receive() for _ in range(30)]
+        assert sorted(value for value, _ in results) == list(range(100, 130))
+        assert {pid for _, pid in results} <= set(pool.pids)
+        pool.send("die")
+        with pytest.raises(workers.WorkerDied) as died:
+            pool.receive()
+        assert died.value.exitcode == -signal.SIGKILL and died.value.pid in pool.pids
+    finally:
+        pool.stop()
+    assert pool.pids == [] and not any(process.is_alive() for process in processes)
+
+
+@pytest.mark.parametrize("shared_pipes", [False, True])
+def test_finishing_lets_every_worker_return(shared_pipes):
+    pool = workers.WorkerPool(2, _add_offset, (1,), shared_pipes=shared_pipes)
+    processes = list(pool.processes)
+    for task in range(10):
+        pool.send(task, worker=task % 2)
+    assert sorted(pool.receive(worker=task % 2)[0] for task in range(10)) == list(range(1, 11))
+    pool.stop(finish=True)
+    assert [process.exitcode for process in processes] == [0, 0]

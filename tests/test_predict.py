@@ -3,6 +3,7 @@
 The nets come from tests/tiny_nets.py through caffe-env (the tiny_nets fixture); this file
 imports no Caffe, so it runs in both sessions: OpenCV 4.5.1 and the deploy venv's 4.14.
 """
+import collections
 import json
 import os
 import signal
@@ -14,9 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-from inference import backends, evaluate
+from conventions.keypoints import PART
+from inference import backends, evaluate, oracle, prediction, synthetic
 from tests.conftest import REPO
-from tests.tiny_nets import write_codec_images
+from tests.tiny_nets import encode_maps, write_codec_images
 
 PREDICT = str(REPO / "inference" / "predict.py")
 
@@ -163,3 +165,50 @@ def test_annotation_images_missing_or_of_another_size_are_skipped(tiny_nets, cod
     assert "skipped 1.png: size differs from the annotation" in run.stderr
     assert "skipped absent.png: file missing" in run.stderr
     assert sorted({r["image_id"] for r in json.loads(out.read_text())}) == [2, 10]
+
+
+class RenderedNet(object):
+    """A stand-in backend whose net_output is the training labels of known people."""
+
+    def __init__(self, parts, image_size):
+        (self.maps, _), = oracle.rendered_outputs(parts, image_size)
+
+    def forward(self, blob):
+        return self.maps[None]
+
+
+def people_with_a_neckless_one(size=(368, 432)):
+    # Without its neck the second person's limb tree has no root: it falls apart, and the
+    # grouping drops the pieces under 4 parts (the two legs) and counts them.
+    parts = synthetic.standing_people(2, size)
+    parts[1, PART["neck"]] = 0
+    return parts
+
+
+def test_the_grouping_counts_reach_the_callers_stats(tmp_path):
+    size = (368, 432)
+    path = tmp_path / "1.png"
+    cv2.imwrite(str(path), np.zeros(size + (3,), np.uint8))
+    stats = collections.Counter()
+    entry = prediction.process_job(prediction.Job(path, 1, None),
+                                   RenderedNet(people_with_a_neckless_one(size), size),
+                                   stats=stats)
+    assert len(entry["results"]) >= 1 and entry["results"][0]["file_name"] == "1.png"
+    assert stats["dropped_few_parts"] == 2, stats
+
+
+def test_the_summary_gives_the_grouping_counts(tiny_nets, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (net_maps, _), = oracle.rendered_outputs(people_with_a_neckless_one(), (368, 432))
+    cv2.imwrite(str(folder / "1.png"), encode_maps(net_maps))
+    run = predict(tiny_nets, folder, tmp_path / "results.json")
+    assert run.returncode == 0, run.stderr
+    assert "predict: dropped_few_parts: 2" in run.stderr, run.stderr
+
+
+def test_a_checkpoint_of_other_settings_raises_for_the_caller_to_report(tmp_path):
+    path = tmp_path / "results.json.partial.jsonl"
+    path.write_text(json.dumps({"settings": {"other": 1}}) + "\n")
+    with pytest.raises(prediction.CheckpointError, match="other settings"):
+        prediction.Checkpoint(path, {"scales": [1.0]}, resume=True)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from data_prep.keypoints import PART
+from conventions.keypoints import PART
 from inference import oracle, scaling
 
 

@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from python_layers import augment, show_sample
+from python_layers import augment
+from scripts import show_sample
 
 IMAGE_ID = 129648          # 9 people with keypoints, 4 without, 1 crowd region
 NO_MAIN_PERSON = "000000551757.jpg"      # one person with 4 keypoints

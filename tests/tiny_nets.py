@@ -124,7 +124,7 @@ def write_codec_images(folder, counts=(1, 2, 10), image_size=(368, 432)):
 
     import cv2
 
-    from data_prep.keypoints import COCO_KEYPOINT_NAMES, parts_to_coco
+    from conventions.keypoints import COCO_KEYPOINT_NAMES, parts_to_coco
     from inference import oracle, synthetic
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from data_prep.record import LmdbReader
-from generators.make_net import write_net_files
+from generators.net_files import write_net_files
 from generators.nets import NetOptions
 from generators.solver import SolverOptions
 from python_layers import augment

@@ -3,14 +3,42 @@ the same database as an uninterrupted run; the map grows; foreign databases are 
 import fcntl
 import resource
 import signal
+import subprocess
+import sys
 
 import pytest
 
-from data_prep import coco_to_lmdb
+from data_prep import packer
+from data_prep.lmdb_writer import LOCK_FILE
 from data_prep.record import LmdbReader, RecordError
 from tests.caffe.data_prep_helpers import database_content, run_packer
+from tests.conftest import REPO
 
 ANNOTATIONS = "person_keypoints_train2017.json"
+
+# The command line packer (coco_to_lmdb.main) whose run sends itself signal SIG<argv[1]> right
+# after image argv[2] (0-based) has entered the open transaction: pack()'s on_image is called
+# exactly then. The packer's arguments follow.
+SIGNALLING_PACKER = """
+import functools, os, signal, sys
+from data_prep import coco_to_lmdb
+number, index = getattr(signal, "SIG" + sys.argv[1]), int(sys.argv[2])
+
+def signal_at(outcome):
+    if outcome.index == index:
+        os.kill(os.getpid(), number)
+
+coco_to_lmdb.pack = functools.partial(coco_to_lmdb.pack, on_image=signal_at)
+sys.exit(coco_to_lmdb.main(sys.argv[3:]))
+"""
+
+
+def run_signalled_packer(signal_name, index, ann, images, out, *options, timeout=120):
+    command = [sys.executable, "-c", SIGNALLING_PACKER, signal_name, str(index), "--ann", str(ann),
+               "--images", str(images), "--out", str(out), "--no-progress"]
+    return subprocess.run(command + [str(o) for o in options], cwd=str(REPO),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +71,7 @@ def test_interrupted_run_resumes_to_identical_content(slice_paths, reference, tm
                                                       signal_name, code, done_images):
     out = tmp_path / "db"
     options = ("--workers", 2, "--commit-every", 16)
-    stopped = run_packer(*slice_paths, out, *options,
-                         env_extra={coco_to_lmdb.TEST_SIGNAL_VARIABLE: "%s@40" % signal_name})
+    stopped = run_signalled_packer(signal_name, 40, *slice_paths, out, *options)
     assert stopped.returncode == code, stopped.stderr
     if signal_name == "INT":
         assert "rerun the same command" in stopped.stderr.lower()
@@ -79,8 +106,8 @@ def test_full_disk_loses_nothing_and_resumes(slice_paths, reference, tmp_path):
 
 def test_map_grows_from_a_tiny_start(slice_paths, reference, tmp_path):
     out = tmp_path / "db"
-    coco_to_lmdb.pack(*slice_paths, out=str(out), workers=0, progress_bar=False,
-                      initial_map_size=64 << 10, log=lambda text: None)
+    packer.pack(*slice_paths, out=str(out), workers=0, progress_bar=False,
+                initial_map_size=64 << 10, log=lambda text: None)
     assert database_content(out) == reference
 
 
@@ -109,7 +136,7 @@ def test_refuses_a_database_made_from_other_input(slice_paths, tmp_path):
 def test_refuses_a_second_writer(slice_paths, tmp_path):
     out = tmp_path / "db"
     out.mkdir()
-    with open(str(out / coco_to_lmdb.LOCK_FILE), "a") as lock:
+    with open(str(out / LOCK_FILE), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         busy = run_packer(*slice_paths, out)
     assert busy.returncode == 2 and "another packer is writing" in busy.stderr

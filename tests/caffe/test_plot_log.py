@@ -11,7 +11,7 @@ from caffe import layers as L
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from python_layers import plot_log
+from scripts import plot_log
 
 ITERATIONS, DISPLAY = 30, 5
 

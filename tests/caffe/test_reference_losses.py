@@ -1,11 +1,11 @@
-"""python_layers/reference_losses.py against a real forward pass of the generated MLN train net:
+"""scripts/reference_losses.py against a real forward pass of the generated MLN train net:
 with its small Gaussian initial weights the net outputs almost nothing, so on the same samples
 its loss must be the all-zero reference."""
 import caffe
 import pytest
 
 from python_layers import augment
-from python_layers.reference_losses import reference_losses
+from scripts.reference_losses import reference_losses
 from tests.caffe.test_data_layer import close, make_net
 
 CROP, BATCH, SEED = 128, 2, 5

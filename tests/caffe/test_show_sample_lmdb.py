@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from data_prep.record import LmdbReader
-from python_layers import augment, show_sample
+from python_layers import augment
+from scripts import show_sample
 from python_layers.batch_source import BatchSource, top_shapes
 
 

@@ -12,7 +12,7 @@ import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from python_layers import plot_log, train
+from scripts import caffe_session, plot_log, training_run
 from tests.caffe.data_prep_helpers import run_packer
 from tests.caffe.process_helpers import alive
 from tests.conftest import REPO
@@ -45,7 +45,7 @@ def worker_pids(text):
 
 
 def snapshots(run_dir):
-    return sorted(train.snapshot_iterations(str(run_dir / "snapshots"), "mln"))
+    return sorted(training_run.snapshot_iterations(str(run_dir / "snapshots"), "mln"))
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path, coco_mini_lmdb
                     run_dir, "--snapshot-every", 1, "--base-lr", 1000, "--workers", 2,
                     "--batch", 2, "--crop", 128, "--display", 1,
                     env=dict(os.environ, GLOG_minloglevel="2"))
-    assert done.returncode == train.DIVERGED_EXIT, done.stderr[-3000:]
+    assert done.returncode == training_run.DIVERGED_EXIT, done.stderr[-3000:]
     if os.environ.get("MLN_CAFFE_MODE") == "embedded":
         assert "this Caffe is a CPU-only build" in done.stderr
         assert "training on the CPU" in done.stderr
@@ -253,7 +253,7 @@ def test_unknown_fillers_and_a_negative_learning_rate_are_refused(tmp_path, coco
 # ---- the pieces, without Caffe runs
 
 def test_the_loss_watch_names_the_first_non_finite_loss():
-    watch = train.LossWatch()
+    watch = caffe_session.LossWatch()
     lines = ["I1 solver.cpp:239] Iteration 0 (0 iter/s, 1s/1 iters), loss = 274.4",
              "I1 solver.cpp:258]     Train net output #0: loss_a = 123.4 (* 1 = 123.4 loss)",
              "I1 solver.cpp:239] Iteration 5 (0.3 iter/s, 3s/5 iters), loss = 3.5e+12",
@@ -261,26 +261,26 @@ def test_the_loss_watch_names_the_first_non_finite_loss():
     assert [watch.check(line) for line in lines] == [
         None, None, None, "loss_a is inf at iteration 5"]
     assert watch.last_good_iteration(5) == 0
-    assert train.LossWatch().check("I1 x] Iteration 7, loss = -nan") == \
+    assert caffe_session.LossWatch().check("I1 x] Iteration 7, loss = -nan") == \
         "the loss is -nan at iteration 7"
 
 
 def test_device_choice():
     def cpu_only(gpu):
         return "this Caffe is a CPU-only build"
-    assert train.choose_device("cpu", query=cpu_only) == ([], None)
-    gpus, notice = train.choose_device("0", query=cpu_only)
+    assert caffe_session.choose_device("cpu", query=cpu_only) == ([], None)
+    gpus, notice = caffe_session.choose_device("0", query=cpu_only)
     assert gpus == [] and "CPU-only build" in notice and "training on the CPU" in notice
-    assert train.choose_device("1", query=lambda gpu: None) == ([1], None)
-    assert train.choose_device("0,1", query=lambda gpu: None, has_nccl=lambda: True) == (
+    assert caffe_session.choose_device("1", query=lambda gpu: None) == ([1], None)
+    assert caffe_session.choose_device("0,1", query=lambda gpu: None, has_nccl=lambda: True) == (
         [0, 1], None)
-    with pytest.raises(train.TrainError, match="no NCCL"):
-        train.choose_device("0,1", query=lambda gpu: None, has_nccl=lambda: False)
-    with pytest.raises(train.TrainError, match="GPU 1 cannot be used: no device"):
-        train.choose_device("0,1", query=lambda gpu: "no device" if gpu else None,
+    with pytest.raises(caffe_session.TrainError, match="no NCCL"):
+        caffe_session.choose_device("0,1", query=lambda gpu: None, has_nccl=lambda: False)
+    with pytest.raises(caffe_session.TrainError, match="GPU 1 cannot be used: no device"):
+        caffe_session.choose_device("0,1", query=lambda gpu: "no device" if gpu else None,
                             has_nccl=lambda: True)
-    with pytest.raises(train.TrainError, match="--gpu must be"):
-        train.choose_device("first")
+    with pytest.raises(caffe_session.TrainError, match="--gpu must be"):
+        caffe_session.choose_device("first")
 
 
 def test_a_data_layer_error_reaches_the_user_through_caffes_command_line(tmp_path, coco_mini):

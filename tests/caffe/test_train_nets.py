@@ -8,7 +8,7 @@ import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from generators import make_net
+from generators import make_net, net_files
 from generators.nets import NetOptions
 from generators.solver import SolverOptions
 
@@ -42,7 +42,7 @@ def reinitialise_for_a_live_signal(net, rng):
 def test_one_training_pass_reaches_every_convolution(tmp_path, model, wiring):
     options = NetOptions(crop_size=CROP, batch_size=BATCH, wiring=wiring or "a",
                          data_source="input")
-    paths = make_net.write_net_files(model, str(tmp_path), options,
+    paths = net_files.write_net_files(model, str(tmp_path), options,
                                      SolverOptions(snapshot_prefix=str(tmp_path / "snap")))
     caffe.set_mode_cpu()
     solver = caffe.get_solver(paths["solver"])      # the real solver builds the train net

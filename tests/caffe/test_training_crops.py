@@ -1,4 +1,4 @@
-"""python_layers/training_crops.py: the crops it writes are exactly the data layer's samples
+"""scripts/training_crops.py: the crops it writes are exactly the data layer's samples
 without augmentation, with the people's keypoints where the labels put them."""
 import json
 
@@ -6,11 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep.keypoints import NUM_PARTS, parts_to_coco
+from conventions.keypoints import NUM_PARTS, parts_to_coco
 from data_prep.make_synthetic import make_dataset
 from data_prep.record import LmdbReader
-from python_layers import augment, training_crops
+from python_layers import augment
 from python_layers.batch_source import list_samples
+from scripts import training_crops
 from tests.caffe.data_prep_helpers import run_packer
 
 CROP = 96

@@ -11,7 +11,7 @@ import pytest
 from caffe import layers as L
 from caffe import params as P
 
-from python_layers import vgg19_keras_to_caffe as converter
+from scripts import vgg19_keras_to_caffe as converter
 
 WIDTHS = {1: 4, 2: 6, 3: 5, 4: 7, 5: 3}          # narrow stand-ins for 64, 128, 256, 512, 512
 CONVS = {1: 2, 2: 2, 3: 4, 4: 4, 5: 4}
@@ -107,7 +107,7 @@ def test_converted_weights_load_by_name_and_convolve_like_keras(tmp_path, layout
 def test_the_command_line_writes_the_backbone_only(tmp_path, repo):
     write_keras_file(tmp_path / "vgg.h5", keras_weights())
     model = tmp_path / "backbone.caffemodel"
-    run = subprocess.run([sys.executable, "python_layers/vgg19_keras_to_caffe.py",
+    run = subprocess.run([sys.executable, "scripts/vgg19_keras_to_caffe.py",
                           "--h5", str(tmp_path / "vgg.h5"), "--out", str(model),
                           "--last-layer", "conv4_2"],
                          cwd=str(repo), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

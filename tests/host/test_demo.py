@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+from scripts.demo_report import render
 from tests.conftest import REPO
 
 DEMO = str(REPO / "scripts" / "demo.sh")
@@ -57,6 +58,19 @@ def test_report_shows_the_loss_falling_with_its_plot(quick_demo):
     assert 0.6 * zero < first < 1.4 * zero       # the untrained net scores the all-zero reference
     assert "What this shows: over" in report
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_is_rendered_from_the_facts_and_the_lmdb_metadata(quick_demo):
+    out, _ = quick_demo
+    facts = json.loads((out / "facts.json").read_text())
+    assert render(facts) == (out / "report.md").read_text()
+    packing = json.loads((out / "packing.json").read_text())      # the LMDB's metadata
+    assert packing["complete"] and packing["records"] == packing["summary"]["records"] > 0
+    assert (facts["data"]["records"], facts["data"]["main_persons"]) == (
+        packing["summary"]["records"], packing["summary"]["main_persons"])
+    assert "- Training: %d images, packed into %d LMDB records (%d main persons" % (
+        facts["data"]["train_images"], packing["records"], packing["summary"]["main_persons"]
+    ) in (out / "report.md").read_text()
 
 
 def test_report_evaluates_both_networks_held_out_and_the_trained_one_on_training_images(

@@ -1,6 +1,6 @@
 """Plot every loss of a Caffe training log against the iterations, as a PNG.
 
-    python python_layers/plot_log.py CAFFE_LOG --out losses.png [--logy] [--title TEXT]
+    python scripts/plot_log.py CAFFE_LOG --out losses.png [--logy] [--title TEXT]
     scripts/plot_log CAFFE_LOG --out losses.png          (the same, inside Caffe's environment)
 
 Reads the solver's display lines of `caffe train` (or pycaffe) output:

@@ -1,15 +1,15 @@
 """Write one augmented training sample as a PNG, to check the labels by eye.
 
-    python python_layers/show_sample.py --lmdb DB --index I [--person K] --out sample.png
-    python python_layers/show_sample.py --lmdb DB --position P --seed S --out sample.png
-    python python_layers/show_sample.py --ann person_keypoints.json --image IMG.jpg \
+    python scripts/show_sample.py --lmdb DB --index I [--person K] --out sample.png
+    python scripts/show_sample.py --lmdb DB --position P --seed S --out sample.png
+    python scripts/show_sample.py --ann person_keypoints.json --image IMG.jpg \
         [--image-id ID] [--person K] --out sample.png
     options: [--seed S] [--flip random|yes|no] [--crop C]
 
 Four panels, each the augmented crop (crop_size x crop_size):
-  top left     keypoints and skeleton of every person (right side warm colours, left side cool,
-               middle green) as the labels see them after the transform; the main person's
-               centre is a white cross;
+  top left     keypoints and skeleton of every person (conventions/drawing.py's colours: right
+               side warm, left side cool, middle green) as the labels see them after the
+               transform; the main person's centre is a white cross;
   top right    the 18 part heatmaps, each in its part's colour;
   bottom left  the PAFs: hue = direction (red to the right, green down, cyan to the left,
                violet up), brightness = length, and an arrow every second label cell;
@@ -34,7 +34,7 @@ import sys
 import cv2
 import numpy as np
 
-from data_prep import keypoints
+from conventions import drawing, keypoints
 from python_layers import augment
 
 HEADER_PIXELS = 28
@@ -89,54 +89,13 @@ def sample_from_stream(lmdb, position, seed):
 
 # ----------------------------------------------------------------------------- the picture
 
-def part_colours():
-    """BGR colour per part: right side warm, left side cool, middle (nose, neck) green."""
-    warm = [(0, 0, 255), (0, 96, 255), (0, 176, 255), (0, 230, 230), (64, 0, 200),
-            (128, 64, 255), (0, 140, 180), (96, 96, 255)]
-    cool = [(255, 0, 0), (255, 128, 0), (255, 200, 0), (230, 230, 0), (200, 0, 96),
-            (255, 64, 160), (180, 140, 0), (255, 128, 128)]
-    colours, right, left = [], iter(warm), iter(cool)
-    for name in keypoints.PART_NAMES:
-        if name.startswith("right_"):
-            colours.append(next(right))
-        elif name.startswith("left_"):
-            colours.append(next(left))
-        else:
-            colours.append((0, 220, 0))
-    return np.array(colours, dtype=np.float32)
-
-
-def upsample(maps, crop_size):
-    """(..., G, G) label maps -> (..., C, C): cell (x, y) lands on pixel 8x + 3.5 as in labels."""
-    maps = np.asarray(maps, dtype=np.float32)
-    flat = maps.reshape(-1, maps.shape[-2], maps.shape[-1]).transpose(1, 2, 0)
-    big = cv2.resize(flat, (crop_size, crop_size), interpolation=cv2.INTER_LINEAR)
-    return big.reshape(crop_size, crop_size, -1).transpose(2, 0, 1).reshape(
-        maps.shape[:-2] + (crop_size, crop_size))
-
-
-def keypoint_panel(sample, colours):
-    panel = sample.crop.copy()
-    for first, second in keypoints.LIMBS:
-        for person in sample.parts:
-            if person[first, 2] > 0 and person[second, 2] > 0:
-                a = tuple(int(round(v)) for v in person[first, :2])
-                b = tuple(int(round(v)) for v in person[second, :2])
-                colour = tuple(float(c) for c in (colours[first] + colours[second]) / 2)
-                cv2.line(panel, a, b, colour, 2, cv2.LINE_AA)
-    for person in sample.parts:
-        for part in np.nonzero(person[:, 2] > 0)[0]:
-            centre = tuple(int(round(v)) for v in person[part, :2])
-            cv2.circle(panel, centre, 4, tuple(float(c) for c in colours[part]), -1, cv2.LINE_AA)
-    return panel
-
-
-def heatmap_panel(sample, colours):
+def heatmap_panel(sample):
     crop_size = sample.crop.shape[0]
-    heat = upsample(sample.heatmap_label[:keypoints.NUM_PARTS], crop_size)   # (18, C, C)
+    heat = drawing.upsample(sample.heatmap_label[:keypoints.NUM_PARTS],
+                            (crop_size, crop_size))                          # (18, C, C)
     strongest = heat.argmax(axis=0)
     value = heat.max(axis=0)[..., None]
-    colour = colours[strongest] * value
+    colour = np.array(drawing.PART_COLOURS, dtype=np.float32)[strongest] * value
     grey = sample.crop.astype(np.float32) * 0.4
     return np.clip(grey * (1 - value) + colour, 0, 255).astype(np.uint8)
 
@@ -149,8 +108,9 @@ def paf_panel(sample, stride):
     hue = (np.degrees(np.arctan2(y, x)) % 360 / 2).astype(np.uint8)   # OpenCV hue is 0..179
     hsv = np.stack([hue, np.full_like(hue, 255),
                     (np.clip(length, 0, 1) * 255).astype(np.uint8)], axis=-1)
-    colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
-    colour = cv2.resize(colour, (crop_size, crop_size), interpolation=cv2.INTER_NEAREST)
+    colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR).transpose(2, 0, 1)     # one per label cell
+    colour = drawing.upsample(colour, (crop_size, crop_size), cv2.INTER_NEAREST)
+    colour = colour.transpose(1, 2, 0).astype(np.uint8)
     panel = cv2.addWeighted(sample.crop, 0.35, colour, 0.9, 0)
     for row in range(0, length.shape[0], 2):
         for col in range(0, length.shape[1], 2):
@@ -165,8 +125,8 @@ def paf_panel(sample, stride):
 
 def mask_panel(sample, stride):
     crop_size = sample.crop.shape[0]
-    ignored = 1 - cv2.resize(sample.loss_mask[0], (crop_size, crop_size),
-                             interpolation=cv2.INTER_NEAREST)[..., None]
+    ignored = 1 - drawing.upsample(sample.loss_mask[0], (crop_size, crop_size),
+                                   cv2.INTER_NEAREST)[..., None]
     red = np.array([0, 0, 255], dtype=np.float32)
     panel = sample.crop.astype(np.float32) * (1 - 0.6 * ignored) + red * 0.6 * ignored
     panel = np.clip(panel, 0, 255).astype(np.uint8)
@@ -180,11 +140,10 @@ def sample_picture(sample, params, title, main_centre):
 
     main_centre: the main person's centre in the original image, marked with a cross.
     """
-    colours = part_colours()
-    keypoint_view = keypoint_panel(sample, colours)
+    keypoint_view = drawing.draw_skeletons(sample.crop, sample.parts)
     cx, cy = (int(round(v)) for v in sample.matrix @ (main_centre[0], main_centre[1], 1.0))
     cv2.drawMarker(keypoint_view, (cx, cy), (255, 255, 255), cv2.MARKER_CROSS, 12, 2)
-    top = np.concatenate([keypoint_view, heatmap_panel(sample, colours)], axis=1)
+    top = np.concatenate([keypoint_view, heatmap_panel(sample)], axis=1)
     bottom = np.concatenate([paf_panel(sample, params.stride), mask_panel(sample, params.stride)],
                             axis=1)
     header = np.zeros((HEADER_PIXELS, 2 * params.crop_size, 3), dtype=np.uint8)

@@ -1,6 +1,6 @@
 """Reference points for a training loss: what two trivial predictions score on the same samples.
 
-    scripts/caffe-env python python_layers/reference_losses.py --lmdb DB --crop 128 --batch 4 \
+    scripts/caffe-env python scripts/reference_losses.py --lmdb DB --crop 128 --batch 4 \
         [--batches 40] [--seed 0] [--supervised 2] [--json OUT]
 
 A falling loss alone does not say what a net has learnt. On the samples the data layer makes
@@ -21,7 +21,8 @@ import sys
 
 import numpy as np
 
-from data_prep.keypoints import BACKGROUND_CHANNEL
+from conventions.geometry import BOX_SIZE
+from conventions.keypoints import BACKGROUND_CHANNEL
 from python_layers.batch_source import BatchSource, top_shapes
 from python_layers.data_layer import parse_param_str
 
@@ -53,7 +54,7 @@ def main(argv=None):
         description="Loss of two trivial predictions (all zero; the background channel alone) "
                     "on the data layer's samples: reference points for a training curve.")
     parser.add_argument("--lmdb", required=True, help="database made by data_prep/coco_to_lmdb.py")
-    parser.add_argument("--crop", type=int, default=368)
+    parser.add_argument("--crop", type=int, default=BOX_SIZE)
     parser.add_argument("--batch", type=int, default=28)
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)

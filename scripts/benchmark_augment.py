@@ -1,11 +1,11 @@
 """Time one training sample (augmentation + labels) on real COCO images, on one core.
 
-    python python_layers/benchmark_augment.py --lmdb DB [--crop 368] [--repeat 5]
+    python scripts/benchmark_augment.py --lmdb DB [--crop 368] [--repeat 5]
 
 DB is a database packed by data_prep/coco_to_lmdb.py (e.g. from the COCO slice). Prints a table
 of milliseconds per sample: the JPEG decode, the augmentation and labels (augment.make_sample),
 and both, for every main person of every record in turn (the data layer's samples). The data
-layer's own benchmark (worker processes, batches): python_layers/benchmark_data_layer.py.
+layer's own benchmark (worker processes, batches): scripts/benchmark_data_layer.py.
 """
 import argparse
 import time
@@ -13,6 +13,7 @@ import time
 import cv2
 import numpy as np
 
+from conventions.geometry import BOX_SIZE
 from data_prep.record import LmdbReader
 from python_layers import augment
 
@@ -38,7 +39,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lmdb", required=True, help="database made by data_prep/coco_to_lmdb.py")
-    parser.add_argument("--crop", type=int, default=368, help="crop size")
+    parser.add_argument("--crop", type=int, default=BOX_SIZE, help="crop size")
     parser.add_argument("--repeat", type=int, default=5, help="passes over the images")
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)                               # one core, as one data worker has

@@ -1,8 +1,8 @@
 """Train on several GPUs through pycaffe's NCCL solver: one process per GPU.
 
-    python -m python_layers.train_multi_gpu --solver SOLVER --gpus 0,1 [--snapshot S | --weights W]
+    python -m scripts.train_multi_gpu --solver SOLVER --gpus 0,1 [--snapshot S | --weights W]
 
-Started by python_layers/train.py (./scripts/train.sh --gpu 0,1), which watches the output. Caffe
+Started by scripts/train.py (./scripts/train.sh --gpu 0,1), which watches the output. Caffe
 refuses Python layers under `caffe train --gpu 0,1`; here every process builds its own net, so its
 own data layer, which takes the batches of its rank (python_layers/batch_source.py). NCCL
 broadcasts rank 0's weights at the start and sums the gradients after every backward pass; only
@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 
-from python_layers.batch_source import die_with_parent
+from data_prep.workers import die_with_parent
 
 
 def solve(solver_path, gpus, rank, uid, snapshot, weights, parent):
@@ -48,7 +48,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import caffe
     if not caffe.has_nccl():
-        sys.exit("train_multi_gpu: this Caffe has no NCCL (see python_layers/train.py)")
+        sys.exit("train_multi_gpu: this Caffe has no NCCL (see scripts/train.py)")
     gpus = [int(gpu) for gpu in args.gpus.split(",")]
     caffe.init_log()
     uid = caffe.NCCL.new_uid()                      # identifies the NCCL session of the ranks

@@ -60,7 +60,6 @@ def _mirror_name(name):
 # After a horizontal flip, part p of the mirrored image is part FLIP_PERMUTATION[p] of the
 # original: the right wrist of the flipped picture is the person's left wrist.
 FLIP_PERMUTATION = tuple(PART[_mirror_name(name)] for name in PART_NAMES)
-FLIP_PAIRS = tuple((p, q) for p, q in enumerate(FLIP_PERMUTATION) if p < q)
 
 
 def coco_to_parts(coco_keypoints):
@@ -93,15 +92,3 @@ def parts_to_coco(parts):
     if parts.shape[-2:] != (NUM_PARTS, 3):
         raise ValueError("expected parts of shape (..., 18, 3), got %s" % (parts.shape,))
     return parts[..., COCO_TO_PART, :]
-
-
-def flip_parts_horizontally(parts, width):
-    """Mirror parts (..., 18, 3) in an image `width` pixels wide, swapping left and right.
-
-    Pixel x becomes width - 1 - x (pixel centres at integer coordinates, as everywhere here).
-    Unlabelled parts (v == 0) stay (0, 0, 0) wherever they move to.
-    """
-    flipped = np.array(parts, dtype=np.float32, copy=True)
-    labelled = flipped[..., 2] > 0
-    flipped[..., 0] = np.where(labelled, width - 1 - flipped[..., 0], 0)
-    return flipped[..., FLIP_PERMUTATION, :]

@@ -1,6 +1,6 @@
 """Speed of the training data layer's sample production: samples/s by number of workers.
 
-    python python_layers/benchmark_data_layer.py --lmdb DB [--workers 0 1 2] [--crop 368]
+    python scripts/benchmark_data_layer.py --lmdb DB [--workers 0 1 2] [--crop 368]
         [--batch 28] [--batches 20] [--markdown out.md]
 
 Drives python_layers.batch_source.BatchSource, the machinery of CocoPoseDataLayer, without a net:
@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from conventions.geometry import BOX_SIZE
 from python_layers.augment import AugmentParams
 from python_layers.batch_source import BatchSource, top_shapes
 
@@ -77,7 +78,7 @@ def main(argv=None):
     parser.add_argument("--lmdb", required=True,
                         help="a database made by data_prep/coco_to_lmdb.py (e.g. the COCO slice)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--crop", type=int, default=368)
+    parser.add_argument("--crop", type=int, default=BOX_SIZE)
     parser.add_argument("--batch", type=int, default=28)
     parser.add_argument("--batches", type=int, default=20, help="timed batches per row")
     parser.add_argument("--markdown", help="also write the table to this file")

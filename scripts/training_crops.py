@@ -1,6 +1,6 @@
 """What a net was trained on, as COCO data that predict.py and evaluate.py can read.
 
-    scripts/caffe-env python python_layers/training_crops.py --lmdb DB --crop 128 --out DIR \
+    scripts/caffe-env python scripts/training_crops.py --lmdb DB --crop 128 --out DIR \
         [--data-param JSON]
 
 Writes, for a database made by data_prep/coco_to_lmdb.py:
@@ -25,10 +25,10 @@ import sys
 import cv2
 import numpy as np
 
-from data_prep.keypoints import PART, parts_to_coco
+from conventions.geometry import BOX_SIZE
+from conventions.keypoints import PART, parts_to_coco
 from data_prep.record import LmdbReader
 from inference.grouping import MIN_PARTS
-from inference.scaling import BOX_SIZE
 from python_layers import augment
 from python_layers.data_layer import parse_param_str
 

@@ -1,6 +1,6 @@
 """Convert Keras's VGG19 HDF5 weights to a caffemodel with VGG-19's Caffe layer names.
 
-    python python_layers/vgg19_keras_to_caffe.py \
+    python scripts/vgg19_keras_to_caffe.py \
         --h5 vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 \
         --out VGG_ILSVRC_19_layers_conv.caffemodel [--last-layer conv4_2]
 
