@@ -38,13 +38,20 @@ def query_gpu(gpu_id):
                                universal_newlines=True, errors="replace", timeout=300)
     except (OSError, subprocess.TimeoutExpired) as error:
         return "`caffe device_query` failed: %s" % error
+    # scripts/caffe-env says whether ./scripts/gpu_check.sh passed on this build: remind once
+    unchecked = os.environ.pop("MLN_GPU_CHECK", None) == "not-run"
     if query.returncode == 0:
+        if unchecked:
+            sys.stderr.write("train: this GPU set-up has not passed ./scripts/gpu_check.sh yet: "
+                             "run it once (device query, GPU = CPU forward, 5 training "
+                             "iterations, timing)\n")
         return None
     if CPU_ONLY_CAFFE in query.stdout:
         return "this Caffe is a CPU-only build"
     fatal = [line for line in query.stdout.splitlines() if re.match(r"[FE]\d{4} ", line)]
     return (fatal[0].split("] ", 1)[-1] if fatal
-            else "`caffe device_query -gpu %s` exited with %d" % (gpu_id, query.returncode))
+            else "`caffe device_query -gpu %s` exited with %d" % (gpu_id, query.returncode)) + (
+        "; ./scripts/gpu_check.sh checks the GPU set-up" if unchecked else "")
 
 
 def choose_device(gpu, query=query_gpu, has_nccl=None):
