@@ -48,7 +48,9 @@ def _say(message):
     print("predict: %s" % message, file=sys.stderr)
 
 
-def main(argv=None):
+def main(argv=None, on_image=None):
+    """-> exit code. on_image: called with each image's checkpoint entry once it is saved (the
+    tests interrupt a run there)."""
     parser = argparse.ArgumentParser(
         description="Multi-person pose estimation with a deploy net (MLN or the OpenPose "
                     "baseline): images -> COCO keypoint results JSON, optional skeleton "
@@ -97,8 +99,11 @@ def main(argv=None):
         backend = backends.make_backend(args.backend, args.deploy, args.weights)
         stats = collections.Counter()
         for job in progress(todo, "predict"):
-            checkpoint.add(process_job(job, backend, args.scales, args.smooth_sigma,
-                                       args.keep_neckless, args.viz, stats))
+            entry = process_job(job, backend, args.scales, args.smooth_sigma,
+                                args.keep_neckless, args.viz, stats)
+            checkpoint.add(entry)
+            if on_image is not None:
+                on_image(entry)
     except backends.BackendError as error:
         _say("error: %s" % error)
         return 1

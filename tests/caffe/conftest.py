@@ -1,4 +1,5 @@
-"""Fixtures of the Caffe session: the COCO slice packed once by data_prep's packer."""
+"""Fixtures of the Caffe session: the COCO slice, and a small synthetic set, packed once by
+data_prep's packer."""
 import pytest
 
 from tests.caffe.data_prep_helpers import run_packer
@@ -10,5 +11,20 @@ def coco_mini_lmdb(coco_mini, tmp_path_factory):
     out = tmp_path_factory.mktemp("coco_mini_lmdb") / "db"
     done = run_packer(coco_mini / "person_keypoints_train2017.json", coco_mini / "images", out,
                       "--workers", 0)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_lmdb(tmp_path_factory):
+    """4 images of data_prep/make_synthetic.py (seed 0, 256x256, 8 main persons) as a training
+    LMDB, packed once per session: training tests that need no real photographs (and no
+    ../shared) use it."""
+    from data_prep import make_synthetic
+    base = tmp_path_factory.mktemp("synthetic_lmdb")
+    make_synthetic.main(["--out", str(base / "coco"), "--train", "4", "--val", "0"])
+    out = base / "db"
+    done = run_packer(base / "coco" / "annotations" / "person_keypoints_train.json",
+                      base / "coco" / "train", out, "--workers", 0)
     assert done.returncode == 0, done.stderr
     return out

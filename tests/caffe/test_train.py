@@ -3,6 +3,7 @@ snapshots, resumes from the latest snapshot, stops on a NaN loss; device choice 
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 
@@ -46,6 +47,22 @@ def worker_pids(text):
 
 def snapshots(run_dir):
     return sorted(training_run.snapshot_iterations(str(run_dir / "snapshots"), "mln"))
+
+
+def copy_of_run(run_dir, to):
+    """A copy of a run directory to resume, so that the module's run stays as its one session
+    left it and every test passes in any order. The snapshots are hard links where the file
+    system allows (Caffe only adds new ones); what a session rewrites or appends to is copied."""
+    def copy(source, target):
+        if os.path.basename(os.path.dirname(source)) == training_run.SNAPSHOT_DIR:
+            try:
+                os.link(source, target)
+                return target
+            except OSError:
+                pass
+        return shutil.copy2(source, target)
+    shutil.copytree(str(run_dir), str(to), copy_function=copy)
+    return to
 
 
 @pytest.fixture(scope="module")
@@ -116,18 +133,20 @@ def test_resume_refuses_changed_settings_and_weights(trained, tmp_path):
     assert len(sessions_of_log(trained)) == 1                   # nothing ran
 
 
-def test_resume_continues_from_the_latest_snapshot(trained):
-    done = train_sh("--resume", "--run-dir", trained, "--iters", 62)
+def test_resume_continues_from_the_latest_snapshot(trained, tmp_path):
+    resumed = copy_of_run(trained, tmp_path / "run")
+    done = train_sh("--resume", "--run-dir", resumed, "--iters", 62)
     assert done.returncode == 0, done.stderr[-3000:]
-    second = sessions_of_log(trained)[1]
+    second = sessions_of_log(resumed)[1]
     assert "Resuming from snapshots/mln_iter_60.solverstate" in second
     assert [i for i, _ in losses_of(second)][:3] == [60, 61, 62]
     assert "first sample 120" in second            # the data stream goes on: 60 x batch 2
-    assert snapshots(trained) == [30, 60, 62]
-    sessions = json.loads((trained / "params.json").read_text())["sessions"]
+    assert snapshots(resumed) == [30, 60, 62]
+    assert snapshots(trained) == [30, 60]                       # the module's run is untouched
+    sessions = json.loads((resumed / "params.json").read_text())["sessions"]
     assert [(s["start_iteration"], s["resumed_from"]) for s in sessions] == [
         (0, None), (60, "snapshots/mln_iter_60.solverstate")]
-    curves = plot_log.read_log(str(trained / "caffe.log"))
+    curves = plot_log.read_log(str(resumed / "caffe.log"))
     # both sessions in the plot: the first ends and the second starts at 60
     assert curves[plot_log.TOTAL].iterations[-5:] == [59, 60, 60, 61, 62]
 

@@ -3,11 +3,29 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 from tests.conftest import REPO
 
 SETUP = str(REPO / "scripts" / "setup_caffe.sh")
 UNREACHABLE_MIRROR = "http://127.0.0.1:9/debian"   # the discard port: nothing listens
 STATE = os.environ.get("MLN_CAFFE_DIR", str(REPO / ".caffe"))
+# The user's own Caffe (README, MLN_CAFFE=host, or auto where setup_caffe.sh found it and recorded
+# it in $MLN_CAFFE_DIR/host.env): no embedded root to keep, and perhaps none of the tools that
+# building one takes (setup_caffe.sh's install_host_tools), which these tests' builds reach.
+HOST_ENV = os.path.join(STATE, "host.env")
+HOST_MODE = os.environ.get("MLN_CAFFE") == "host" or (
+    os.environ.get("MLN_CAFFE", "auto") == "auto" and os.path.isfile(HOST_ENV))
+MISSING_BUILD_TOOLS = [tool for tool in ("mmdebstrap", "bwrap", "newuidmap")
+                       if shutil.which(tool) is None]
+ROOT_STAMP = os.path.join(STATE, "root", ".mln-stamp")
+embedded_root = pytest.mark.skipif(
+    HOST_MODE, reason="the user's own Caffe (MLN_CAFFE=host, %s): setup_caffe.sh keeps no "
+                      "embedded root" % HOST_ENV)
+build_tools = pytest.mark.skipif(
+    HOST_MODE and bool(MISSING_BUILD_TOOLS),
+    reason="the user's own Caffe (MLN_CAFFE=host) and no %s here: the embedded build these "
+           "tests start needs them" % ", ".join(MISSING_BUILD_TOOLS))
 
 
 def setup_caffe(env_overrides, cwd=REPO, command=None):
@@ -16,6 +34,7 @@ def setup_caffe(env_overrides, cwd=REPO, command=None):
                           stderr=subprocess.PIPE, universal_newlines=True)
 
 
+@embedded_root
 def test_second_run_keeps_the_root_and_says_so():
     root = os.path.join(STATE, "root")
     before = os.stat(root).st_ino
@@ -25,6 +44,7 @@ def test_second_run_keeps_the_root_and_says_so():
     assert os.stat(root).st_ino == before
 
 
+@build_tools
 def test_unreachable_mirror_is_named_and_nothing_is_left_behind(tmp_path):
     run = setup_caffe({"MLN_CAFFE_DIR": str(tmp_path), "MLN_CAFFE": "embedded",
                        "MLN_DEBIAN_MIRROR": UNREACHABLE_MIRROR})
@@ -34,6 +54,7 @@ def test_unreachable_mirror_is_named_and_nothing_is_left_behind(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
 
 
+@build_tools
 def test_broken_half_built_state_is_never_used(tmp_path):
     # What an interrupted or damaged build leaves: a root without its stamp, a stray build folder.
     (tmp_path / "root" / "usr" / "bin").mkdir(parents=True)
@@ -51,6 +72,11 @@ def test_broken_half_built_state_is_never_used(tmp_path):
     assert not (tmp_path / "build.abc123").exists()
 
 
+@build_tools
+@pytest.mark.skipif(not os.path.isfile(ROOT_STAMP),
+                    reason="no embedded root's stamp (%s) to copy%s" % (
+                        ROOT_STAMP, ": the user's own Caffe (MLN_CAFFE=host)" if HOST_MODE
+                        else ""))
 def test_damaged_stamped_root_is_detected_and_rebuilt(tmp_path):
     # A stamped root whose caffe no longer runs (files deleted by hand, say).
     (tmp_path / "root").mkdir()
@@ -61,6 +87,7 @@ def test_damaged_stamped_root_is_detected_and_rebuilt(tmp_path):
     assert run.returncode != 0
 
 
+@build_tools
 def test_no_root_and_no_user_namespaces_gets_a_clear_message(tmp_path):
     # An ordinary user (nobody) in a sandbox that forbids new user namespaces.
     state = tmp_path / "state"
