@@ -25,6 +25,22 @@ def coco_mini():
     return COCO_MINI
 
 
+GENERATED_IMAGES, GENERATED_SEED = 12, 0
+
+
+@pytest.fixture(scope="session")
+def generated_coco(tmp_path_factory):
+    """A COCO-format dataset drawn by data_prep/make_synthetic.py (12 train images, 256x256,
+    seed 0), made once per session and needing no ../shared: 34 annotations, 3 of them crowd
+    regions (iscrowd RLEs, in images 3, 5 and 7) and 3 unannotated people (num_keypoints 0).
+    -> folder with annotations/person_keypoints_train.json and train/*.jpg."""
+    from data_prep import make_synthetic
+    out = tmp_path_factory.mktemp("generated_coco") / "coco"
+    make_synthetic.main(["--out", str(out), "--train", str(GENERATED_IMAGES), "--val", "0",
+                         "--seed", str(GENERATED_SEED)])
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_nets(tmp_path_factory):
     """Folder with the tiny deploy nets of tests/tiny_nets.py (made once, through caffe-env, so

@@ -28,3 +28,15 @@ def synthetic_lmdb(tmp_path_factory):
                       base / "coco" / "train", out, "--workers", 0)
     assert done.returncode == 0, done.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def generated_lmdb(generated_coco, tmp_path_factory):
+    """generated_coco (tests/conftest.py: 12 drawn images with crowd regions and unannotated
+    people) as a training LMDB, packed once per session: the data, training and packing tests
+    that run without ../shared use it."""
+    out = tmp_path_factory.mktemp("generated_lmdb") / "db"
+    done = run_packer(generated_coco / "annotations" / "person_keypoints_train.json",
+                      generated_coco / "train", out, "--workers", 0)
+    assert done.returncode == 0, done.stderr
+    return out

@@ -119,15 +119,20 @@ def test_labels_and_mask_sit_on_the_keypoints_and_masked_people(tmp_path, coco_m
     """Without random augmentation the crop is the image scaled by 0.6 C / box height about the
     main person's box centre, moved to the crop centre (and mirrored with a left/right swap):
     worked out here from the record alone."""
-    crop, grid = CROP, CROP // 8
-    net = make_net(tmp_path, coco_mini_lmdb, batch=8, seed=2, workers=0,
+    check_labels_and_mask(tmp_path, coco_mini_lmdb, flip)
+
+
+def check_labels_and_mask(tmp_path, lmdb, flip, batch_size=8, seed=2, crop=CROP):
+    """The test above on any database: its first batch (batch_size samples, seed, crop)."""
+    grid = crop // 8
+    net = make_net(tmp_path, lmdb, batch=batch_size, crop=crop, seed=seed, workers=0,
                    **dict(NO_AUGMENTATION, flip_prob=1 if flip else 0))
     batch = batches(net, 1)[0]
     tasks = net.layers[0].batches.tasks(0)
     swap = {2: 5, 3: 6, 4: 7, 8: 11, 9: 12, 10: 13, 14: 15, 16: 17}
     swap.update({b: a for a, b in swap.items()})
     checked_parts = checked_cells = 0
-    with LmdbReader(str(coco_mini_lmdb)) as reader:
+    with LmdbReader(str(lmdb)) as reader:
         for row, task in enumerate(tasks):
             record = reader[task.record]
             box = record.boxes[task.person]

@@ -36,7 +36,7 @@ def dataset(coco_mini):
 
 def expected_main_persons(dataset):
     """{image id: [main annotation ids]} in file order, worked out from the JSON alone with
-    OpenPose's rule as conventions.md states it (written apart from data_prep/packing.py):
+    OpenPose's rule as conventions/README.md states it (written apart from data_prep/packing.py):
     >= 5 keypoints, area >= 32*32, box centre not within 0.3*max(w, h) of an accepted one."""
     annotations = collections.defaultdict(list)
     for annotation in dataset["annotations"]:
