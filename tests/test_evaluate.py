@@ -1,4 +1,4 @@
-"""evaluate.py: pycocotools' own numbers, on the real COCO slice."""
+"""evaluate.py: pycocotools' own numbers, on the real COCO slice (and the generated dataset)."""
 import json
 import subprocess
 import sys
@@ -32,10 +32,21 @@ def plain_pycocotools(annotation_file, results_file):
 
 
 def test_ground_truth_as_results_scores_one(coco_mini, tmp_path):
+    check_ground_truth_scores_one(coco_mini / ANNOTATIONS, tmp_path)
+
+
+def test_ground_truth_of_the_generated_dataset_scores_one(generated_coco, tmp_path):
+    """The same on tests/conftest.py's generated dataset (crowd regions and unannotated people
+    included): runs in a fresh clone without ../shared."""
+    check_ground_truth_scores_one(
+        generated_coco / "annotations" / "person_keypoints_train.json", tmp_path)
+
+
+def check_ground_truth_scores_one(annotations, tmp_path):
     results = tmp_path / "results.json"
-    results.write_text(json.dumps(ground_truth_as_results(coco_mini / ANNOTATIONS)))
+    results.write_text(json.dumps(ground_truth_as_results(annotations)))
     run = subprocess.run([sys.executable, str(REPO / "inference" / "evaluate.py"),
-                          "--ann", str(coco_mini / ANNOTATIONS), "--results", str(results),
+                          "--ann", str(annotations), "--results", str(results),
                           "--json", str(tmp_path / "metrics.json")],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     assert run.returncode == 0, run.stderr

@@ -154,23 +154,13 @@ def check_labels_and_mask(tmp_path, lmdb, flip, batch_size=8, seed=2, crop=CROP)
                         checked_parts += 1
             # the loss mask: cells whose 8x8 pixels all map onto ignored (or kept) image pixels
             mask_miss = record.mask_miss()
-            for cell_y in range(grid):
-                for cell_x in range(grid):
-                    corners = [to_crop_inverse(px, py, centre, scale, crop, flip)
-                               for px in (cell_x * 8 - 1, cell_x * 8 + 8)
-                               for py in (cell_y * 8 - 1, cell_y * 8 + 8)]
-                    xs = [int(round(x)) for x, _ in corners]
-                    ys = [int(round(y)) for _, y in corners]
-                    if min(xs) < 0 or min(ys) < 0 or max(xs) >= record.width \
-                            or max(ys) >= record.height:
-                        continue
-                    window = mask_miss[min(ys):max(ys) + 1, min(xs):max(xs) + 1]
-                    value = batch["loss_mask"][row, 0, cell_y, cell_x]
-                    if not window.any():
-                        assert value == 0
-                        checked_cells += 1
-                    elif window.all():
-                        assert value == 1
+            for cell_y, cell_x, window in cell_windows(mask_miss, centre, scale, crop, flip):
+                value = batch["loss_mask"][row, 0, cell_y, cell_x]
+                if not window.any():
+                    assert value == 0
+                    checked_cells += 1
+                elif window.all():
+                    assert value == 1
     assert checked_parts > 100 and checked_cells > 0
 
 
@@ -179,6 +169,22 @@ def to_crop_inverse(x, y, centre, scale, crop, flip):
     if flip:
         x = crop - 1 - x
     return ((x - (crop - 1) / 2) / scale + centre[0], (y - (crop - 1) / 2) / scale + centre[1])
+
+
+def cell_windows(image_map, centre, scale, crop, flip):
+    """(cell_y, cell_x, the pixels of image_map under the cell's 8x8 crop pixels) for every label
+    cell that falls wholly inside the image, under the no-augmentation map of the test above."""
+    height, width = image_map.shape[:2]
+    for cell_y in range(crop // 8):
+        for cell_x in range(crop // 8):
+            corners = [to_crop_inverse(px, py, centre, scale, crop, flip)
+                       for px in (cell_x * 8 - 1, cell_x * 8 + 8)
+                       for py in (cell_y * 8 - 1, cell_y * 8 + 8)]
+            xs = [int(round(x)) for x, _ in corners]
+            ys = [int(round(y)) for _, y in corners]
+            if min(xs) < 0 or min(ys) < 0 or max(xs) >= width or max(ys) >= height:
+                continue
+            yield cell_y, cell_x, image_map[min(ys):max(ys) + 1, min(xs):max(xs) + 1]
 
 
 def test_batches_depend_on_the_seed_only_not_on_the_workers(tmp_path, coco_mini_lmdb):

@@ -12,7 +12,7 @@ from data_prep.record import LmdbReader
 from python_layers import augment
 from tests.caffe import test_data_layer as real
 from tests.caffe.test_data_layer import NO_AUGMENTATION, TOPS, all_samples, batches, \
-    make_net, to_crop_inverse
+    cell_windows, make_net
 
 BIG_CROP = 256
 
@@ -94,7 +94,7 @@ def test_the_documented_samples_mask_the_crowd_in_the_loss(tmp_path, generated_l
     assert [(task.record, task.person) for task in tasks] == [samples[i] for i in order]
     params = augment.AugmentParams(crop_size=BIG_CROP, **NO_AUGMENTATION)
     annotations, sizes = annotations_by_image(generated_coco)
-    grid, crowd_cells = BIG_CROP // 8, 0
+    crowd_cells = 0
     with LmdbReader(str(generated_lmdb)) as reader:
         for row, (record_index, person) in enumerate(samples[i] for i in order):
             record = reader[record_index]
@@ -107,17 +107,8 @@ def test_the_documented_samples_mask_the_crowd_in_the_loss(tmp_path, generated_l
                 continue
             box = record.boxes[person]
             centre, scale = box[:2] + box[2:] / 2, 0.6 * BIG_CROP / box[3]
-            for cell_y in range(grid):
-                for cell_x in range(grid):
-                    corners = [to_crop_inverse(px, py, centre, scale, BIG_CROP, False)
-                               for px in (cell_x * 8 - 1, cell_x * 8 + 8)
-                               for py in (cell_y * 8 - 1, cell_y * 8 + 8)]
-                    xs = [int(round(x)) for x, _ in corners]
-                    ys = [int(round(y)) for _, y in corners]
-                    if min(xs) < 0 or min(ys) < 0 or max(xs) >= record.width \
-                            or max(ys) >= record.height:
-                        continue
-                    if region[min(ys):max(ys) + 1, min(xs):max(xs) + 1].all():
-                        assert batch["loss_mask"][row, 0, cell_y, cell_x] == 0
-                        crowd_cells += 1
+            for cell_y, cell_x, window in cell_windows(region, centre, scale, BIG_CROP, False):
+                if window.all():
+                    assert batch["loss_mask"][row, 0, cell_y, cell_x] == 0
+                    crowd_cells += 1
     assert crowd_cells > 0
