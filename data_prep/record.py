@@ -316,6 +316,19 @@ class Record(object):
         return pixels
 
 
+def _why_no_database(path):
+    """Why `path` holds no database, and what to do. Inside scripts/caffe-env a folder that
+    exists on the host may be out of reach: say so there, where it bites."""
+    if os.path.exists(path):
+        return "(no data.mdb in it): make one with data_prep/coco_to_lmdb.py"
+    if os.environ.get("MLN_IN_CAFFE_ENV") == "1":
+        return ("(no such folder here): inside scripts/caffe-env /tmp is private and only the "
+                "paths named on its command line, the current folder and MLN_CAFFE_BIND are "
+                "reachable, not a path inside a `python -c` string or a file; name it as an "
+                "argument or add it to MLN_CAFFE_BIND")
+    return "(no such folder)"
+
+
 class LmdbReader(object):
     """Random access to the records of a packed database.
 
@@ -331,7 +344,8 @@ class LmdbReader(object):
     def __init__(self, path, allow_incomplete=False):
         self.path = str(path)
         if not os.path.isfile(os.path.join(self.path, "data.mdb")):
-            raise RecordError("%s: not a packed database (no data.mdb in it)" % self.path)
+            raise RecordError("%s: not a packed database %s"
+                              % (self.path, _why_no_database(self.path)))
         self._env = None
         self._pid = None
         self.metadata = self._read_metadata()

@@ -1,8 +1,8 @@
 """Write the train, deploy and solver prototxt files of MLN and/or the OpenPose baseline.
 
-    python generators/make_net.py                      # both models into prototxt/, defaults
-    python generators/make_net.py --model mln --wiring b --out /tmp/nets
-    python generators/make_net.py --model baseline --data-source input --crop 96 --batch 2
+    scripts/caffe-env python generators/make_net.py     # both models into prototxt/, defaults
+    scripts/caffe-env python generators/make_net.py --model mln --wiring b --out runs/nets
+    scripts/caffe-env python generators/make_net.py --model baseline --data-source input --crop 96
 
 Writes <out>/<model>/train.prototxt, deploy.prototxt and solver.prototxt. The solver's `net`
 and `snapshot_prefix` are written as given (relative paths are resolved by Caffe against the
@@ -17,7 +17,7 @@ import sys
 from generators.fillers import FILLERS
 from generators.mln import WIRINGS
 from generators.net_io import DATA_SOURCES
-from generators.net_files import parse_json_object, write_net_files
+from generators.net_files import option_error, parse_json_object, write_net_files
 from generators.nets import MODELS, NetOptions
 from generators.solver import SOLVER_MODES, SOLVER_TYPES, SolverOptions
 
@@ -37,7 +37,11 @@ def build_parser():
                     "OpenPose COCO baseline (written to OUT/<model>/).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", choices=MODELS + ("all",), default="all")
-    parser.add_argument("--out", default="prototxt", help="output folder")
+    parser.add_argument("--out", default="prototxt",
+                        help="output folder; the default, run from the repository root, "
+                             "overwrites the committed prototxt/<model>/ files (which "
+                             "tests/caffe/test_net_counts.py checks): give another folder for "
+                             "nets of other settings")
     net = parser.add_argument_group("nets")
     net.add_argument("--deploy-size", type=parse_size,
                      default="%dx%d" % (nets.deploy_height, nets.deploy_width),
@@ -97,8 +101,24 @@ def options_from_args(args):
     return net_options, solver_options
 
 
+# The options option_error checks (net_files.py), by their attribute in the parsed arguments.
+CHECKED_OPTIONS = ("deploy_size", "crop", "batch", "seed", "base_lr", "weight_decay",
+                   "clip_gradients", "max_iter", "stepsize", "iter_size", "display",
+                   "snapshot_every")
+
+
+def argument_errors(args):
+    """The complaints about the parsed options' values, in option order."""
+    errors = (option_error(name.replace("_", "-"), getattr(args, name))
+              for name in CHECKED_OPTIONS)
+    return [error for error in errors if error]
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    errors = argument_errors(args)
+    if errors:
+        sys.exit("make_net.py: error: %s" % errors[0])
     net_options, solver_options = options_from_args(args)
     models = MODELS if args.model == "all" else (args.model,)
     try:
@@ -107,6 +127,9 @@ def main(argv=None):
                 print(path)
     except ValueError as error:
         sys.exit("make_net.py: error: %s" % error)
+    except OSError as error:
+        sys.exit("make_net.py: error: --out %s: cannot write %s (%s): give a folder you can "
+                 "write to" % (args.out, error.filename or args.out, error.strerror or error))
 
 
 if __name__ == "__main__":

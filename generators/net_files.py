@@ -1,13 +1,16 @@
 """The generated nets on disk, for make_net.py's command line and the training driver
-(scripts/training_run.py): the train, deploy and solver prototxt files of one model, and the
-JSON object option that carries extra data-layer keys.
+(scripts/training_run.py): the train, deploy and solver prototxt files of one model, the
+JSON object option that carries extra data-layer keys, and the ranges of the numeric options
+both command lines share.
 """
 import argparse
 import json
+import math
 import os
 
 from google.protobuf import text_format
 
+from conventions.geometry import STRIDE
 from generators.nets import NetOptions, deploy_net, train_net
 from generators.solver import SolverOptions, solver_proto
 
@@ -28,10 +31,50 @@ def write_net_files(model, out_dir, net_options=None, solver_options=None):
         "solver": text_format.MessageToString(
             solver_proto(paths["train"], model, solver_options)),
     }
-    for kind, path in paths.items():
-        with open(path, "w") as handle:
-            handle.write(HEADER + texts[kind])
+    # All three or none: a failed write (a full disk) must not leave a new train net beside an
+    # old solver. Each file is written aside, then renamed over the old one.
+    try:
+        for kind, path in paths.items():
+            with open(path + ".partial", "w") as handle:
+                handle.write(HEADER + texts[kind])
+        for path in paths.values():
+            os.replace(path + ".partial", path)
+    finally:
+        for path in paths.values():
+            if os.path.exists(path + ".partial"):
+                os.remove(path + ".partial")
     return paths
+
+
+# The numeric options of make_net.py and train.sh (same names in both) and their lowest
+# sensible values. Below them the generators would write nets that Caffe aborts on (a batch or
+# crop of 0) or that silently do something else (a negative seed is Caffe's "random").
+AT_LEAST_ONE = ("batch", "iter-size", "iters", "max-iter", "stepsize", "display",
+                "snapshot-every")
+SEED_LIMIT = 2 ** 32                  # the data layer's numpy seed
+
+
+def option_error(option, value):
+    """The one-line complaint about --option's `value` (None: fine, or not given)."""
+    if value is None:
+        return None
+    if option in AT_LEAST_ONE and value < 1:
+        return "--%s must be at least 1, got %r" % (option, value)
+    if option == "workers" and value < 0:
+        return "--workers must be 0 or more (0: samples built in Caffe's process), got %r" % value
+    if option == "crop" and value < STRIDE:
+        return "--crop must be a multiple of %d and at least %d (one label cell), got %r" % (
+            STRIDE, STRIDE, value)
+    if option == "deploy-size" and min(value) < 1:
+        return "--deploy-size must be HEIGHTxWIDTH of at least 1 pixel each, got %dx%d" % value
+    if option == "seed" and not 0 <= value < SEED_LIMIT:
+        return "--seed must be in 0 .. %d, got %r" % (SEED_LIMIT - 1, value)
+    if option in ("base-lr", "weight-decay") and not (math.isfinite(value) and value >= 0):
+        # lr 0 is allowed: it trains nothing, which checks a set-up (e.g. weights copied)
+        return "--%s must be 0 or more and finite, got %r" % (option, value)
+    if option == "clip-gradients" and not (math.isfinite(value) and value > 0):
+        return "--clip-gradients must be positive and finite, got %r" % value
+    return None
 
 
 def parse_json_object(text):

@@ -1,7 +1,8 @@
 """Count a net's weights, biases, convolution MACs and fp32 size from the real Caffe net.
 
-    python generators/stats.py prototxt/mln/deploy.prototxt --compare-paper
-    python generators/stats.py prototxt/baseline/deploy.prototxt --height 368 --width 656 --json
+    scripts/caffe-env python generators/stats.py prototxt/mln/deploy.prototxt --compare-paper
+    scripts/caffe-env python generators/stats.py prototxt/baseline/deploy.prototxt \
+        --height 368 --width 656 --json
 
 The net is built by Caffe (caffe.Net, TEST phase) and everything is read off its blobs: weights =
 the first parameter blob of each layer (the paper counts weights without biases), biases = the
@@ -80,12 +81,46 @@ def _legacy_inputs_to_layer(proto):
     proto.layer.extend(layers)
 
 
+def read_net_proto(path):
+    """The NetParameter in the text file `path`; ValueError naming the file when it holds none
+    (an image, a solver, an empty file), since caffe.Net would abort the process on it."""
+    try:
+        with open(path) as handle:
+            text = handle.read()
+    except UnicodeDecodeError:
+        raise ValueError("%s is not a text prototxt (a binary file?): give a net prototxt, e.g. "
+                         "prototxt/mln/deploy.prototxt" % path) from None
+    proto = caffe_pb2.NetParameter()
+    try:
+        text_format.Merge(text, proto)
+    except text_format.ParseError as error:
+        raise ValueError(_not_a_net(path, text, error)) from None
+    if not (len(proto.layer) or len(proto.input)):
+        raise ValueError("%s holds no layers: give a net prototxt, e.g. "
+                         "prototxt/mln/deploy.prototxt" % path)
+    return proto
+
+
+def _not_a_net(path, text, error):
+    """The complaint about a prototxt that is not a net: a solver names the net to give."""
+    solver = caffe_pb2.SolverParameter()
+    try:
+        text_format.Merge(text, solver)
+    except text_format.ParseError:
+        return "%s is not a net prototxt (%s): give a net prototxt, e.g. " \
+               "prototxt/mln/deploy.prototxt" % (path, " ".join(str(error).split()))
+    return "%s is a solver prototxt, not a net: give the net it trains (its net: %r)" % (
+        path, solver.net or solver.train_net)
+
+
 def countable_proto(path, height=None, width=None):
     """The NetParameter of `path`, with the training data layer replaced by Input layers, every
     Input batch set to 1 and, when given, the (single) input's height and width set."""
-    proto = caffe_pb2.NetParameter()
-    with open(path) as handle:
-        text_format.Merge(handle.read(), proto)
+    for option, value in (("--height", height), ("--width", width)):
+        if value is not None and value < 1:
+            # caffe.Net would abort the process on an empty blob (a glog check, no exception)
+            raise ValueError("%s must be at least 1 pixel, got %r" % (option, value))
+    proto = read_net_proto(path)
     if len(proto.input):
         _legacy_inputs_to_layer(proto)
     for layer in proto.layer:
@@ -183,8 +218,12 @@ def main(argv=None):
         del stats["layers"]
     print(json.dumps(stats, indent=1) if args.json else table)
     if args.json_file:
-        with open(args.json_file, "w") as handle:
-            json.dump(stats, handle, indent=1)
+        try:
+            with open(args.json_file, "w") as handle:
+                json.dump(stats, handle, indent=1)
+        except OSError as error:
+            sys.exit("stats.py: error: --json-file %s: cannot write it (%s)"
+                     % (args.json_file, error.strerror or error))
 
 
 if __name__ == "__main__":

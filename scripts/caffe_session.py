@@ -1,6 +1,7 @@
 """Devices and Caffe's process for the training driver (scripts/training_run.py): which GPUs
-`--gpu` can use, and running `caffe train` with its output logged, echoed and watched for a loss
-that becomes NaN or infinite. Needs Caffe's tools on PATH (scripts/caffe-env).
+`--gpu` can use, and running `caffe train` with its output logged, watched for a loss that
+becomes NaN or infinite, and shown as progress lines (or whole). Needs Caffe's tools on PATH
+(scripts/caffe-env).
 """
 import functools
 import math
@@ -9,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 from data_prep.workers import die_with_parent
 from scripts import plot_log
@@ -109,6 +111,47 @@ class LossWatch(object):
         return max(good) if good else None
 
 
+class Progress(object):
+    """What the terminal gets of Caffe's output instead of its thousands of lines: one line per
+    displayed iteration, with the loss, the speed, the time left and the last snapshot."""
+
+    SNAPSHOT = re.compile(r"Snapshotting to binary proto file (\S+\.caffemodel)")
+
+    def __init__(self, max_iter, clock=time.monotonic):
+        self.max_iter, self.clock = max_iter, clock
+        self.first = None               # (iteration, time) of the session's first display
+        self.last_snapshot = None       # as Caffe names it: relative to the run directory
+
+    def line(self, text):
+        """-> the progress line for Caffe's output line `text`, or None."""
+        snapshot = self.SNAPSHOT.search(text)
+        if snapshot:
+            self.last_snapshot = snapshot.group(1)
+            return None
+        total = plot_log.ITERATION_LOSS.search(text)
+        if not total:
+            return None
+        iteration, now = int(total.group(1)), self.clock()
+        # The speed from this session's first display on: it leaves out the nets' set-up.
+        self.first = self.first or (iteration, now)
+        done, seconds = iteration - self.first[0], now - self.first[1]
+        rate = done / seconds if done > 0 and seconds > 0 else None
+        return "train: iteration %d/%d, loss %s, %s, ETA %s, last snapshot: %s" % (
+            iteration, self.max_iter, total.group(2),
+            "%.3g iter/s" % rate if rate else "- iter/s",
+            format_duration((self.max_iter - iteration) / rate) if rate else "-",
+            self.last_snapshot or "none yet")
+
+
+def format_duration(seconds):
+    """1234.5 -> '20m35s'; 90061 -> '25h01m'."""
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return "%dh%02dm" % (hours, minutes)
+    return "%dm%02ds" % (minutes, seconds) if minutes else "%ds" % seconds
+
+
 def _is_finite(text):
     try:
         return math.isfinite(float(text))
@@ -123,8 +166,9 @@ def _signal_group(process, signum):
         pass                                  # already gone
 
 
-def run_caffe(command, cwd, log_path, echo=sys.stdout):
-    """Run `command` in `cwd`, appending its output to log_path and echoing it.
+def run_caffe(command, cwd, log_path, echo=sys.stdout, show=None):
+    """Run `command` in `cwd`, appending its whole output to log_path and echoing what
+    `show(line)` returns for each line (None: nothing; without `show`: every line).
 
     -> (exit code, None), or (exit code, (reason, last iteration with a finite loss or None)) when
     it was stopped because a loss became NaN or infinite. Caffe gets its own process group (with
@@ -147,7 +191,10 @@ def run_caffe(command, cwd, log_path, echo=sys.stdout):
                 if not line:
                     break
                 log.write(line)
-                echo.write(line)
+                shown = line if show is None else show(line)
+                if shown:
+                    echo.write(shown if shown.endswith("\n") else shown + "\n")
+                    echo.flush()
                 reason = watch.check(line) if divergence is None else None
                 if reason:
                     divergence = (reason, watch.iteration)
@@ -160,6 +207,7 @@ def run_caffe(command, cwd, log_path, echo=sys.stdout):
                     interrupted = True
                     echo.write("train: stopping Caffe (it writes a snapshot first); Ctrl-C "
                                "again to kill it\n")
+                    echo.flush()
                     _signal_group(process, signal.SIGINT)
         code = process.wait()
     if divergence:

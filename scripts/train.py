@@ -24,7 +24,8 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("--model", choices=MODELS, help="network (a new run needs it)")
-    add("--lmdb", help="training database made by data_prep/coco_to_lmdb.py (a new run needs it)")
+    add("--lmdb", help="training database made by data_prep/coco_to_lmdb.py (a new run needs "
+                       "it; with --resume: the run's database at a new place)")
     add("--run-dir", help="run directory (default: runs/<model>-<date>-<time>)")
     add("--resume", action="store_true",
         help="continue the run in --run-dir from its latest .solverstate, with its settings")
@@ -62,6 +63,9 @@ def build_parser():
                                % DEFAULTS["display"])
     add("--snapshot-every", type=int, help="snapshot every N iterations (default %d)"
                                       % DEFAULTS["snapshot_every"])
+    add("--verbose", action="store_true",
+        help="show Caffe's whole output here, not one progress line per displayed iteration "
+             "(it is always in the run directory's caffe.log)")
     return parser
 
 

@@ -14,7 +14,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from scripts import caffe_session, plot_log, training_run
-from tests.caffe.data_prep_helpers import run_packer
+from tests.caffe.test_data_layer import break_every_jpeg
 from tests.caffe.process_helpers import alive
 from tests.conftest import REPO
 
@@ -231,17 +231,20 @@ def test_ctrl_c_stops_caffe_after_a_snapshot(tmp_path, coco_mini_lmdb):
          "--display", "1", "--workers", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
         start_new_session=True)
-    for line in process.stdout:
-        if re.search(r"Iteration 1 \(", line):
+    for line in process.stdout:                          # train.sh's progress lines
+        if line.startswith("train: iteration 1/1000, loss "):
             break
     os.killpg(process.pid, signal.SIGINT)                # what Ctrl-C in a terminal does
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-2000:]
     assert "--resume --run-dir %s" % run_dir in err
+    stopped_at = re.search(r"train: interrupted \(last snapshot: snapshots/mln_iter_(\d+)"
+                           r"\.caffemodel\)", err)
     log = sessions_of_log(run_dir)[0]
     assert "Optimization stopped early" in log
     stopped = snapshots(run_dir)
     assert len(stopped) == 1 and 1 <= stopped[0] < 1000
+    assert stopped_at and int(stopped_at.group(1)) == stopped[0], err[-2000:]
     assert not any(alive(pid) for pid in worker_pids(log))
 
 
@@ -302,17 +305,17 @@ def test_device_choice():
         caffe_session.choose_device("first")
 
 
-def test_a_data_layer_error_reaches_the_user_through_caffes_command_line(tmp_path, coco_mini):
+def test_a_data_layer_error_reaches_the_user_through_caffes_command_line(tmp_path,
+                                                                         synthetic_lmdb):
     # `caffe train` itself never prints a Python layer's exception (boost::python ends the
-    # process on it): the layer writes it into the log, and train.sh repeats it.
-    empty = tmp_path / "no_images"
-    empty.mkdir()
-    packed = run_packer(coco_mini / "person_keypoints_train2017.json", empty, tmp_path / "db",
-                        "--workers", 0)
-    assert packed.returncode == 0 and "records written           0" in packed.stdout
-    done = train_sh("--model", "mln", "--lmdb", tmp_path / "db", "--iters", 2, "--run-dir",
-                    tmp_path / "run", "--gpu", "cpu", "--batch", 2, "--crop", 64)
+    # process on it): the layer writes it into the log, and train.sh repeats it. Undecodable
+    # JPEGs pass every check made before Caffe starts (the records' headers are intact).
+    broken = break_every_jpeg(synthetic_lmdb, tmp_path / "broken")
+    done = train_sh("--model", "mln", "--lmdb", broken, "--iters", 2, "--run-dir",
+                    tmp_path / "run", "--gpu", "cpu", "--batch", 2, "--crop", 64, "--workers", 0)
     assert done.returncode != 0
-    assert re.search(r"train: Caffe failed \(exit code -?\d+\): \S*Error: .*no main person",
-                     done.stderr), done.stderr[-2000:]
-    assert "CocoPoseDataLayer: error in setup" in (tmp_path / "run" / "caffe.log").read_text()
+    assert re.search(r"^train: Caffe failed \(exit code -?\d+\): \S*SampleError: .*image .*"
+                     r"\.jpg.*cannot be decoded; see %s$" % (tmp_path / "run" / "caffe.log"),
+                     done.stderr, flags=re.M), done.stderr[-2000:]
+    assert "CocoPoseDataLayer: error in forward" in (tmp_path / "run" / "caffe.log").read_text()
+    assert len((done.stdout + done.stderr).splitlines()) <= 25

@@ -139,9 +139,9 @@ def test_adam_and_gradient_clipping_reach_the_solver_and_caffe_accepts_them(tmp_
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--base-lr", "nan"], "learning rate must be 0 or more and finite"),
-    (["--base-lr", "-1"], "learning rate must be 0 or more and finite"),
-    (["--clip-gradients", "0"], "clip_gradients must be positive"),
+    (["--base-lr", "nan"], "--base-lr must be 0 or more and finite, got nan"),
+    (["--base-lr", "-1"], "--base-lr must be 0 or more and finite, got -1.0"),
+    (["--clip-gradients", "0"], "--clip-gradients must be positive and finite, got 0.0"),
 ])
 def test_a_learning_rate_or_clip_that_cannot_train_is_refused(tmp_path, flags, message):
     with pytest.raises(SystemExit) as refused:
