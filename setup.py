@@ -16,7 +16,11 @@ setup(
     install_requires=["numpy"],
     extras_require={
         # OpenCV 5 has no Caffe importer; 4.10+ has the fast convolution kernels.
-        "deploy": ["opencv-python-headless>=4.10,<5", "pycocotools", "tqdm"],
+        "deploy": ["opencv-python-headless>=4.10,<5", "pycocotools", "tqdm",
+                   "protobuf",    # inference/caffe_format.py reads Caffe files without Caffe
+                   # inference/export_onnx.py and onnx_backends.py: the ONNX export, its two
+                   # runtimes, and int8 quantisation (onnxruntime.quantization needs onnx)
+                   "onnx>=1.14", "onnxruntime>=1.17", "openvino>=2024.0"],
         "test": ["pytest", "hypothesis"],
     },
 )

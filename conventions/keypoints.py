@@ -62,6 +62,21 @@ def _mirror_name(name):
 FLIP_PERMUTATION = tuple(PART[_mirror_name(name)] for name in PART_NAMES)
 
 
+def _mirror_limb(a, b):
+    """(index of the limb joining the mirrored parts, +1 when it runs the same way, -1 if not)."""
+    mirrored = (_mirror_name(a), _mirror_name(b))
+    if mirrored in LIMB_NAMES:
+        return LIMB_NAMES.index(mirrored), 1
+    return LIMB_NAMES.index(mirrored[::-1]), -1
+
+
+# After a horizontal flip, limb l of the mirrored image is limb FLIP_LIMB_PERMUTATION[l] of the
+# original, its vector times FLIP_LIMB_SIGN[l] (-1 where that limb is listed the other way
+# round) and with x negated by the mirror itself. Test-time flip averaging reads these.
+FLIP_LIMB_PERMUTATION, FLIP_LIMB_SIGN = (tuple(column) for column in zip(
+    *(_mirror_limb(a, b) for a, b in LIMB_NAMES)))
+
+
 def coco_to_parts(coco_keypoints):
     """COCO keypoints (..., 17, 3) as (x, y, v) -> parts (..., 18, 3) in this module's order.
 

@@ -11,8 +11,9 @@ import numpy as np
 
 from conventions.geometry import normalise
 from conventions.net_contract import DEPLOY_OUTPUT
+from inference import caffe_format
 
-BACKENDS = ("opencv", "caffe")
+BACKENDS = ("opencv", "caffe", "openvino", "onnxruntime")   # the last two: onnx_backends.py
 
 
 class BackendError(Exception):
@@ -28,6 +29,29 @@ def _check_files(deploy, weights):
     for kind, path in (("deploy prototxt", deploy), ("weights", weights)):
         if not pathlib.Path(path).is_file():
             raise BackendError("%s not found: %s" % (kind, path))
+
+
+def check_weights_fit(deploy, weights, shown=3):
+    """Refuse a caffemodel that leaves layers of the prototxt without their weights, before a
+    backend loads the pair. Caffe copies weights by layer name and leaves every other layer at
+    its filler values (MLN's weights in the baseline's net run, and find nobody); OpenCV fails
+    with a bare `!blobs.empty()`. Weights of other shapes are refused too (Caffe aborts, OpenCV
+    fails at the first image). Reads names and shapes only (caffe_format, no values)."""
+    try:
+        net = caffe_format.read_net(deploy)
+        layers = caffe_format.read_weight_shapes(weights)
+    except caffe_format.CaffeFormatError as error:
+        raise BackendError(str(error))
+    problems = (caffe_format.layers_without_weights(net, layers)
+                + caffe_format.layers_with_other_shapes(net, layers))
+    if problems:
+        needing = sum(1 for layer in net.layer if layer.type in caffe_format.PARAMETER_LAYERS)
+        named = "; ".join("%s: %s" % problem for problem in problems[:shown])
+        if len(problems) > shown:
+            named += "; and %d more" % (len(problems) - shown)
+        raise BackendError("weights %s do not fit %s: %d of its %d layers with parameters get "
+                           "none or the wrong ones (%s): pass the caffemodel trained with this "
+                           "prototxt" % (weights, deploy, len(problems), needing, named))
 
 
 def import_caffe_quietly():
@@ -51,7 +75,13 @@ class CaffeBackend(object):
 
     def __init__(self, deploy, weights, output=DEPLOY_OUTPUT):
         _check_files(deploy, weights)
-        caffe = import_caffe_quietly()
+        check_weights_fit(deploy, weights)
+        try:
+            caffe = import_caffe_quietly()
+        except ImportError as error:
+            raise BackendError("--backend caffe needs pycaffe, which this Python cannot import "
+                               "(%s): run through scripts/caffe-env, or use --backend opencv"
+                               % error)
         caffe.set_mode_cpu()
         self.net = caffe.Net(str(deploy), str(weights), caffe.TEST)
         if output not in self.net.blobs:
@@ -77,6 +107,7 @@ class OpenCVBackend(object):
 
     def __init__(self, deploy, weights, output=DEPLOY_OUTPUT):
         _check_files(deploy, weights)
+        check_weights_fit(deploy, weights)
         import cv2
         if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromCaffe"):
             raise BackendError("this OpenCV (%s) has no Caffe importer (OpenCV 5 removed it; "
@@ -108,7 +139,12 @@ class OpenCVBackend(object):
             raise BackendError("OpenCV forward to %r failed: %s" % (self.output, error))
 
 
-def make_backend(name, deploy, weights):
+def make_backend(name, deploy, weights, precision="fp32", **onnx_options):
+    """onnx_options: calibrate, calibration_images, cache (inference/onnx_backends.py)."""
+    from inference import onnx_backends
+    onnx_backends.check_precision(name, precision)
+    if name in onnx_backends.NAMES:
+        return onnx_backends.make(name, deploy, weights, precision, **onnx_options)
     if name == "caffe":
         return CaffeBackend(deploy, weights)
     if name == "opencv":

@@ -2,22 +2,31 @@
 
     python inference/benchmark.py [--deploy-mln P] [--deploy-baseline P] [--repeats 5]
                                   [--json OUT] [--md OUT] [--caffe-time]
+                                  [--calibrate DIR] [--calibration-images N]
 
 Measures, each as the median of --repeats runs after a warm-up:
-- network ms per image at 368x432 (the paper's size) for both deploy nets: through Caffe
-  (pycaffe's forward pass; --caffe-time adds the `caffe time` CLI's own average forward pass)
-  and OpenCV's DNN module, in each environment that can be reached: the Caffe environment
-  (scripts/caffe-env: pycaffe and its OpenCV) and the deploy venv (its OpenCV). Each
-  environment times both nets in one process; this tool calls them through subprocesses;
-- image to people for a 368x432 image with MLN through the deploy venv's OpenCV: resize and pad,
-  forward, upsample, peaks, grouping (the last two on maps rendered from 2 and 10 people,
-  since random weights give noise maps);
+- network ms per image at 368x432 (the paper's size) for both deploy nets, in each environment
+  that can be reached, each environment timing both nets in one process (this tool calls them
+  through subprocesses): the Caffe environment (scripts/caffe-env: pycaffe's forward pass and
+  its OpenCV; --caffe-time adds the `caffe time` CLI's own average forward pass) and the deploy
+  venv (its OpenCV, then ONNX Runtime fp32 and int8 and OpenVINO fp32, bf16 and int8 through
+  inference/onnx_backends.py), with each output's max abs difference from the environment's
+  first runtime (Caffe, or the venv's OpenCV) on the same input;
+- image to people for a 368x432 image with 2 people, per runtime of the deploy venv: resize,
+  pad and blob, forward and upsampling timed in sequence, plus peaks and grouping (on maps
+  rendered from people, since random weights give noise maps). A net's runtimes are timed
+  in turns, round after round, so that a passing load touches every row alike;
 - peak finding (NMS) and grouping (limb scores + assembly) ms for 2 and 10 people on maps
   rendered by python_layers.labels and upsampled as predict.py does.
-The nets get random weights (inference/random_weights.py, cached under --cache): speed does not
-depend on the values. Prints the table (or writes it to --md); --json writes
-{"grouping_ms": {"2": .., "10": ..}, "nms_ms": {..}, "network_ms": {model: {runtime: ..}},
-"image_to_people_ms": {..}, "machine": {..}}.
+The nets get random weights (inference/random_weights.py, cached under --cache, with their ONNX
+exports and int8 models): speed does not depend on the values. int8 is calibrated on
+--calibrate (default the COCO slice's images beside the repository; 16 of them: int8's speed
+does not depend on its ranges); without images int8 is left out with a note. A precision the
+CPU lacks is left out with a note. Prints the table (or writes it to --md); --json writes
+{"network_ms": {model: {runtime label: ms}}, "image_to_people_total_ms": {model: {label: ms}},
+"output_max_abs_diff": {model: {label: ..}}, "grouping_ms": {"2": .., "10": ..}, "nms_ms":
+{..}, "image_to_maps_ms": {..}, "load_s": {..}, "machine": {..}, "environments": {..}}; a
+runtime label names the runtime, its version and precision ("OpenVINO 2026.4 int8").
 """
 import argparse
 import hashlib
@@ -33,7 +42,13 @@ import time
 
 import numpy as np
 
+from inference import onnx_backends
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+COCO_IMAGES = pathlib.Path(os.environ.get(
+    "MLN_COCO_MINI", REPO.parent / "shared" / "data" / "coco_train2017_mini")) / "images"
+BENCH_CALIBRATION_IMAGES = 16      # int8 speed does not depend on its ranges: a quick calibration
 MODELS = ("mln", "baseline")
 INPUT_SIZE = (368, 432)
 PEOPLE = (2, 10)
@@ -74,43 +89,79 @@ def grouping_times(repeats):
     return nms, assembly
 
 
-def network_times(nets, repeats, with_caffe):
-    """{model: {runtime: ms}} for the deploy nets at 368x432, in this process."""
+# The deploy venv's runtimes, in the table's order: (backend, precision). OpenCV comes first:
+# every other output is compared with its.
+VENV_RUNTIMES = (("opencv", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"),
+                 ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"))
+ONNX = onnx_backends.NAMES
+# image to people, MLN, 2 people: the issue's targets by precision (OpenCV's: the earlier 600 ms)
+TARGETS_MS = {"int8": 150, "bf16": 250}
+
+
+def _runtime_label(backend):
     import cv2
-    from inference import backends
-    blob = np.random.RandomState(0).uniform(-0.5, 0.5, (1, 3) + INPUT_SIZE).astype(np.float32)
-    times = {}
-    for model, (deploy, weights) in nets.items():
-        times[model] = {}
-        runtimes = [("OpenCV %s DNN" % cv2.__version__, backends.OpenCVBackend)]
-        if with_caffe:
-            runtimes.insert(0, ("Caffe 1.0, pycaffe forward", backends.CaffeBackend))
-        for name, backend_class in runtimes:
-            backend = backend_class(deploy, weights)
-            times[model][name] = median_ms(lambda: backend.forward(blob), repeats)
-            del backend
-    return times
+    if backend.name == "opencv":
+        return "OpenCV %s DNN" % cv2.__version__
+    if backend.name == "caffe":
+        return "Caffe 1.0, pycaffe forward"
+    return backend.label
 
 
-def image_to_people_times(deploy, weights, repeats, decode):
-    """Stages of predict.py for one 368x432 image with OpenCV: {stage: ms}."""
+def network_times(nets, repeats, runtimes, onnx_options, notes):
+    """Both deploy nets, in this process, on one 368x432 image: each runtime's forward ms and
+    its image to maps ms (resize, pad and blob, forward, upsample to the image: predict.py's
+    steps before the decoding), medians of `repeats` rounds after a warm-up round. A net's
+    runtimes are all loaded first and timed in turns, round after round, so that a load
+    that comes and goes on a shared machine touches every row alike. -> (forward {model:
+    {label: ms}}, image to maps {model: {label: ms}}, the process's CPU ms (all threads) for
+    image to maps, {model: {label: max abs difference of its output from the first
+    runtime's}}, {model: {label: s to load it, export and int8 calibration included}})."""
     from inference import backends, scaling
     image = np.random.RandomState(1).randint(0, 256, INPUT_SIZE + (3,)).astype(np.uint8)
-    backend = backends.OpenCVBackend(deploy, weights)
-    padded, resized = scaling.resize_and_pad(image)
-    blob = backends.image_to_blob(padded)
-    output = backend.forward(blob)
-    stages = {
-        "resize, pad, blob": median_ms(
-            lambda: backends.image_to_blob(scaling.resize_and_pad(image)[0]), repeats),
-        "forward": median_ms(lambda: backend.forward(blob), repeats),
-        "upsample": median_ms(lambda: scaling.upsample_maps(output[0], resized, INPUT_SIZE),
-                              repeats),
-    }
-    for count in PEOPLE:
-        stages["peaks, %d people" % count] = decode["nms"][str(count)]
-        stages["grouping, %d people" % count] = decode["grouping"][str(count)]
-    return stages
+    forward, to_maps, cpu_ms, diffs, loads = {}, {}, {}, {}, {}
+    for model, (deploy, weights) in nets.items():
+        loaded = []
+        for name, precision in runtimes:
+            start = time.perf_counter()
+            try:
+                backend = backends.make_backend(name, deploy, weights, precision,
+                                                **(onnx_options if name in ONNX else {}))
+            except backends.BackendError as error:
+                notes.append("%s %s %s not measured: %s" % (model, name, precision, error))
+                continue
+            if getattr(backend, "precision", "fp32") != precision:    # bf16 -> fp32 fallback
+                notes.append("%s %s %s not measured: this CPU has no %s"
+                             % (model, name, precision, precision))
+                continue
+            loaded.append((_runtime_label(backend), backend, time.perf_counter() - start))
+        times = {label: [] for label, _, _ in loaded}
+        outputs = {}
+        for round_ in range(repeats + 1):            # round 0: the warm-up
+            for label, backend, _ in loaded:
+                cpu, start = time.process_time(), time.perf_counter()
+                padded, resized = scaling.resize_and_pad(image)
+                blob = backends.image_to_blob(padded)
+                before = time.perf_counter()
+                output = backend.forward(blob)
+                after = time.perf_counter()
+                scaling.upsample_maps(output[0], resized, INPUT_SIZE)
+                if round_:
+                    times[label].append((after - before, time.perf_counter() - start,
+                                         time.process_time() - cpu))
+                else:
+                    outputs[label] = output
+        reference = outputs[loaded[0][0]] if loaded else None
+        forward[model] = {label: 1000 * statistics.median(t[0] for t in times[label])
+                          for label in times}
+        to_maps[model] = {label: 1000 * statistics.median(t[1] for t in times[label])
+                          for label in times}
+        cpu_ms[model] = {label: 1000 * statistics.median(t[2] for t in times[label])
+                         for label in times}
+        diffs[model] = {label: float(np.abs(outputs[label] - reference).max())
+                        for label in outputs}
+        loads[model] = {label: seconds for label, _, seconds in loaded}
+        loaded = None                    # free this net's runtimes before the next net's
+    return forward, to_maps, cpu_ms, diffs, loads
 
 
 def worker(args):
@@ -119,15 +170,26 @@ def worker(args):
     nets = {model: (deploy, weights) for model, deploy, weights in
             (("mln", args.deploy_mln, args.weights_mln),
              ("baseline", args.deploy_baseline, args.weights_baseline)) if weights}
-    with_caffe = args.worker == "caffe"
+    if args.worker == "caffe":
+        runtimes = (("caffe", "fp32"), ("opencv", "fp32"))
+    else:
+        runtimes = VENV_RUNTIMES
     nms, assembly = grouping_times(args.group_repeats)
+    notes = []
+    network, to_maps, cpu_ms, diffs, loads = network_times(nets, args.repeats, runtimes, {
+        "calibrate": args.calibrate, "calibration_images": args.calibration_images,
+        "cache": args.onnx_cache}, notes)
     report = {"python": platform.python_version(), "numpy": np.__version__,
               "opencv": cv2.__version__, "threads": cv2.getNumThreads(),
-              "nms_ms": nms, "grouping_ms": assembly,
-              "network_ms": network_times(nets, args.repeats, with_caffe)}
-    if "mln" in nets:
-        report["image_to_people_ms"] = image_to_people_times(
-            nets["mln"][0], nets["mln"][1], args.repeats, {"nms": nms, "grouping": assembly})
+              "nms_ms": nms, "grouping_ms": assembly, "network_ms": network,
+              "image_to_maps_ms": to_maps, "image_to_maps_cpu_ms": cpu_ms,
+              "output_max_abs_diff": diffs, "load_s": loads,
+              "notes": notes}
+    for package in ONNX:
+        try:
+            report[package] = __import__(package).__version__
+        except ImportError:
+            pass
     print(json.dumps(report))
     return 0
 
@@ -182,54 +244,109 @@ def caffe_cli_forward_ms(deploy, iterations):
     return float(found.group(1))
 
 
+# CPU features that decide which precisions run fast (lscpu's names)
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
+                "amx_int8")
+
+
 def machine():
-    """The CPU, its cores and the system, as the benchmark and the demo's report state them."""
-    model = platform.processor() or "unknown CPU"
+    """The CPU, its cores, its bf16/int8 features and the system, as the benchmark and the
+    demo's report state them."""
+    model, flags = platform.processor() or "unknown CPU", []
     try:
         with open("/proc/cpuinfo") as handle:
-            names = re.findall(r"model name\s*:\s*(.*)", handle.read())
+            text = handle.read()
+        names = re.findall(r"model name\s*:\s*(.*)", text)
         model = names[0].strip() if names else model
+        found = re.search(r"^flags\s*:\s*(.*)$", text, re.M)
+        flags = [f for f in CPU_FEATURES if found and f in found.group(1).split()]
     except OSError:
         pass
-    return {"cpu": model, "cores": os.cpu_count(), "system": platform.platform()}
+    return {"cpu": model, "cores": os.cpu_count(), "system": platform.platform(),
+            "features": flags}
 
 
 def ms(value):
     return "-" if value is None else ("%.0f ms" % value if value >= 100 else "%.2f ms" % value)
 
 
-def markdown(report):
-    lines = []
+def _ratio(mln, base):
+    return "%.2fx" % (base / mln) if mln and base else "-"
+
+
+def _runtimes(table):
+    """Runtime labels of {model: {label: value}}, in first-seen order."""
+    labels = []
+    for model in table.values():
+        labels += [label for label in model if label not in labels]
+    return labels
+
+
+def _target(label):
+    precision = label.rsplit(" ", 1)[-1]
+    return TARGETS_MS.get(precision)
+
+
+def machine_line(report):
     info = report["machine"]
-    lines.append("Machine: %s, %d cores (%s). Median of %d runs after a warm-up; random "
-                 "weights." % (info["cpu"], info["cores"], info["system"], report["repeats"]))
+    return ("%s, %d cores, %s (%s)" % (info["cpu"], info["cores"],
+                                       " ".join(info["features"]) or "no AVX2", info["system"]))
+
+
+def markdown(report):
+    lines = ["Machine: %s. Median of %d runs after a warm-up; random He-normal weights (speed "
+             "does not depend on the values)." % (machine_line(report), report["repeats"])]
     for name, env in report["environments"].items():
+        extra = ", Caffe 1.0 (pycaffe, CPU)" if name == "caffe env" else ""
+        extra += "".join(", %s %s" % (label, env[package]) for package, label in
+                         (("onnxruntime", "ONNX Runtime"), ("openvino", "OpenVINO"))
+                         if package in env)
         lines.append("- %s: Python %s, numpy %s, OpenCV %s (%d threads)%s"
-                     % (name, env["python"], env["numpy"], env["opencv"], env["threads"],
-                        ", Caffe 1.0 (pycaffe, CPU)" if name == "caffe env" else ""))
-    network = report["network_ms"]
+                     % (name, env["python"], env["numpy"], env["opencv"], env["threads"], extra))
+    network, diffs = report["network_ms"], report["output_max_abs_diff"]
     if network:
-        lines += ["", "Network, one 368x432 image:", "",
-                  "| runtime | MLN | baseline | baseline / MLN |", "|---|---|---|---|"]
-        runtimes = []
-        for model in network.values():
-            runtimes += [r for r in model if r not in runtimes]
-        for runtime in runtimes:
-            mln, base = network.get("mln", {}).get(runtime), \
-                network.get("baseline", {}).get(runtime)
-            ratio = "%.2fx" % (base / mln) if mln and base else "-"
-            lines.append("| %s | %s | %s | %s |" % (runtime, ms(mln), ms(base), ratio))
-        lines.append("| paper (Tesla P40, Caffe) | 22.71 ms | | 2.07x (MACs: %.2fx) |"
+        lines += ["", "Network, one 368x432 image (max |difference| of MLN's output from the "
+                  "first runtime of its environment: Caffe, or the venv's OpenCV):", "",
+                  "| runtime | MLN | baseline | baseline / MLN | MLN output max abs diff |",
+                  "|---|---|---|---|---|"]
+        for label in _runtimes(network):
+            mln, base = network.get("mln", {}).get(label), network.get("baseline", {}).get(label)
+            diff = diffs.get("mln", {}).get(label)
+            lines.append("| %s | %s | %s | %s | %s |"
+                         % (label, ms(mln), ms(base), _ratio(mln, base),
+                            "-" if diff is None else "%.2g" % diff))
+        lines.append("| paper (Tesla P40, Caffe) | 22.71 ms | | 2.07x (MACs: %.2fx) | |"
                      % PAPER["mac_ratio"])
-    stages = report.get("image_to_people_ms")
-    if stages:
-        lines += ["", "Image to people, 368x432, MLN, deploy venv's OpenCV (target <= %d ms):"
-                  % TARGET_IMAGE_TO_PEOPLE_MS, "", "| stage | ms |", "|---|---|"]
-        lines += ["| %s | %s |" % (stage, ms(value)) for stage, value in stages.items()]
-        for count in PEOPLE:
-            total = sum(v for k, v in stages.items() if "people" not in k) + \
-                stages["peaks, %d people" % count] + stages["grouping, %d people" % count]
-            lines.append("| **total, %d people** | **%s** |" % (count, ms(total)))
+    totals = report.get("image_to_people_total_ms")
+    if totals:
+        lines += ["", "Image to people, one 368x432 image with 2 people, deploy venv: resize, "
+                  "pad, blob, forward, upsample, peaks, grouping (targets for MLN: int8 <= %d "
+                  "ms, bf16 <= %d ms):" % (TARGETS_MS["int8"], TARGETS_MS["bf16"]), "",
+                  "| runtime | MLN | baseline | baseline / MLN | MLN target | MLN CPU time "
+                  "/ %d cores |" % report["machine"]["cores"], "|---|---|---|---|---|---|"]
+        cpu = report.get("image_to_people_cpu_ms", {}).get("mln", {})
+        for label in _runtimes(totals):
+            mln, base = totals.get("mln", {}).get(label), totals.get("baseline", {}).get(label)
+            target = _target(label)
+            verdict = "-" if target is None or mln is None else "%s %d ms" % (
+                "met, <=" if mln <= target else "missed, >", target)
+            per_core = cpu.get(label)
+            lines.append("| %s | %s | %s | %s | %s | %s |"
+                         % (label, ms(mln), ms(base), _ratio(mln, base), verdict,
+                            ms(per_core / report["machine"]["cores"]) if per_core else "-"))
+        lines += ["", "Each row: resize, pad, blob, forward and upsampling measured in sequence "
+                  "(median), plus peaks %s and grouping %s for 2 people on rendered maps "
+                  "(random weights give noise maps). The last column is the CPU time the "
+                  "process used (all its threads) shared over the cores: what the wall time "
+                  "would be on an otherwise idle machine if the runtime kept every core busy; "
+                  "on a shared machine it is the steadier figure."
+                  % (ms(report["nms_ms"]["2"]), ms(report["grouping_ms"]["2"]))]
+    loads = report.get("load_s", {})
+    if loads:
+        lines += ["", "First load of each backend, s (ONNX export and int8 calibration when not "
+                  "cached yet): " + "; ".join(
+                      "%s: %s" % (model, ", ".join("%s %.1f" % (k, v) for k, v in runs.items()))
+                      for model, runs in loads.items())]
     lines += ["", "Peaks and grouping on maps rendered from people at 368x432:", "",
               "| people | environment | peak finding (NMS) | grouping (limb scores + assembly) "
               "| paper's grouping |", "|---|---|---|---|---|"]
@@ -245,16 +362,26 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
+def image_to_people_totals(env, key="image_to_maps_ms"):
+    """{model: {label: ms}}: each runtime's image to maps (measured; key: wall or CPU ms) plus
+    the peaks and the grouping of 2 people (measured on rendered maps, random weights giving
+    noise maps; single-threaded, so wall = CPU)."""
+    decoding = env["nms_ms"]["2"] + env["grouping_ms"]["2"]
+    return {model: {label: ms + decoding for label, ms in runs.items()}
+            for model, runs in env[key].items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        description="Speed of MLN and the OpenPose baseline (network through Caffe and "
-                    "OpenCV's DNN module, image to people) and of the grouping; writes a "
-                    "Markdown table.")
+        description="Speed of MLN and the OpenPose baseline (network through Caffe, OpenCV's "
+                    "DNN module, ONNX Runtime and OpenVINO at every precision; image to people) "
+                    "and of the grouping; writes a Markdown table.")
     parser.add_argument("--deploy-mln", default=str(REPO / "prototxt" / "mln" / "deploy.prototxt"))
     parser.add_argument("--deploy-baseline",
                         default=str(REPO / "prototxt" / "baseline" / "deploy.prototxt"))
     parser.add_argument("--cache", default=str(REPO / "runs" / "bench"),
-                        help="folder for the random caffemodels (default runs/bench)")
+                        help="folder for the random caffemodels and their ONNX and int8 "
+                             "models (default runs/bench)")
     parser.add_argument("--repeats", type=int, default=5, help="network runs (median)")
     parser.add_argument("--group-repeats", type=int, default=200,
                         help="grouping and NMS runs (median)")
@@ -263,6 +390,9 @@ def main(argv=None):
                              "prototxt's own input size; it runs backward passes too: slow)")
     parser.add_argument("--json", help="write the measurements to this JSON file")
     parser.add_argument("--md", help="write the Markdown table to this file (default: print)")
+    onnx_backends.add_arguments(parser, precision=False)
+    parser.set_defaults(calibrate=str(COCO_IMAGES) if COCO_IMAGES.is_dir() else None,
+                        calibration_images=BENCH_CALIBRATION_IMAGES)
     parser.add_argument("--worker", choices=("caffe", "opencv"), help=argparse.SUPPRESS)
     parser.add_argument("--weights-mln", help=argparse.SUPPRESS)
     parser.add_argument("--weights-baseline", help=argparse.SUPPRESS)
@@ -290,7 +420,12 @@ def main(argv=None):
             continue
         command = python + [str(REPO / "inference" / "benchmark.py"), "--worker", kind,
                             "--repeats", str(args.repeats),
-                            "--group-repeats", str(args.group_repeats)]
+                            "--group-repeats", str(args.group_repeats),
+                            "--calibration-images", str(args.calibration_images),
+                            "--onnx-cache",
+                            str(pathlib.Path(args.onnx_cache or args.cache).resolve())]
+        if args.calibrate:
+            command += ["--calibrate", str(pathlib.Path(args.calibrate).resolve())]
         for model, (deploy, weights) in nets.items():    # separate arguments: caffe-env
             command += ["--deploy-" + model, deploy, "--weights-" + model, weights]  # binds them
         print("benchmark: measuring in the %s ..." % name, file=sys.stderr)
@@ -303,17 +438,22 @@ def main(argv=None):
               file=sys.stderr)
         return 1
     network = {model: {} for model in nets}
+    diffs = {model: {} for model in nets}
     for env in environments.values():
+        notes += env["notes"]
         for model, runtimes in env["network_ms"].items():
             network[model].update(runtimes)
+            diffs[model].update(env["output_max_abs_diff"][model])
     if args.caffe_time:
         for model, (deploy, _) in nets.items():
             network[model]["caffe time (CLI)"] = caffe_cli_forward_ms(deploy, args.repeats)
     deploy_env = environments.get("deploy venv") or next(iter(environments.values()))
     report = {
         "machine": machine(), "repeats": args.repeats, "environments": environments,
-        "network_ms": network, "notes": notes,
-        "image_to_people_ms": deploy_env.get("image_to_people_ms"),
+        "network_ms": network, "output_max_abs_diff": diffs, "notes": notes,
+        "image_to_people_total_ms": image_to_people_totals(deploy_env),
+        "image_to_maps_ms": deploy_env["image_to_maps_ms"], "load_s": deploy_env["load_s"],
+        "image_to_people_cpu_ms": image_to_people_totals(deploy_env, "image_to_maps_cpu_ms"),
         "grouping_ms": deploy_env["grouping_ms"], "nms_ms": deploy_env["nms_ms"],
     }
     table = markdown(report)

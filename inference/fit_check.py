@@ -9,7 +9,8 @@ un-augmented training inputs) and scales.json (per whole image, the predict scal
 its people at the trained size). Each snapshot is run through the deploy net with OpenCV's DNN
 module by inference/prediction.py's functions, as inference/predict.py runs it, on every crop
 at the crop's own size and on every whole image of ANN at its scale, and evaluated with
-pycocotools. Keypoint displacement:
+pycocotools. --backend openvino|onnxruntime with --precision bf16|int8 measures what a faster
+runtime or precision costs in AP (inference/onnx_backends.py). Keypoint displacement:
 the oracle's matching (inference/oracle.match_counts on COCOeval's own OKS matrix): each
 ground-truth person found with OKS over 0.5, paired with its best detection.
 """
@@ -19,7 +20,7 @@ import os
 import pathlib
 import sys
 
-from inference import backends, coco_export, evaluate, oracle, scaling
+from inference import backends, coco_export, evaluate, onnx_backends, oracle, scaling
 from inference.prediction import draw_people, predict_image, read_image
 
 
@@ -51,9 +52,11 @@ def score(annotation_path, results):
             "median_error_px": counts["keypoint_error_px_median"] if found_any else None}
 
 
-def check_snapshot(deploy, weights, crops_dir, annotation_path, images_dir, viz=None):
-    """{"crops": score on the training crops, "whole": score on the whole images}."""
-    backend = backends.make_backend("opencv", deploy, weights)
+def check_snapshot(deploy, weights, crops_dir, annotation_path, images_dir, viz=None,
+                   backend="opencv", **backend_options):
+    """{"crops": score on the training crops, "whole": score on the whole images}.
+    backend, backend_options: as backends.make_backend takes them (precision, calibration)."""
+    backend = backends.make_backend(backend, deploy, weights, **backend_options)
     crops_path = os.path.join(crops_dir, "crops.json")
     with open(crops_path) as handle:
         crops = json.load(handle)
@@ -90,13 +93,17 @@ def main(argv=None):
     parser.add_argument("--images", required=True, help="the training images' folder")
     parser.add_argument("--viz", help="skeleton pictures of the last snapshot")
     parser.add_argument("--json", help="write {snapshot: check} here")
+    parser.add_argument("--backend", choices=backends.BACKENDS, default="opencv",
+                        help="the runtime of the deploy net (default opencv)")
+    onnx_backends.add_arguments(parser)
     args = parser.parse_args(argv)
     checks = {}
     for index, weights in enumerate(args.snapshots):
         viz = args.viz if index == len(args.snapshots) - 1 else None
         try:
-            checks[weights] = check = check_snapshot(args.deploy, weights, args.crops, args.ann,
-                                                     args.images, viz)
+            checks[weights] = check = check_snapshot(
+                args.deploy, weights, args.crops, args.ann, args.images, viz, args.backend,
+                **onnx_backends.backend_options(args))
         except (backends.BackendError, evaluate.EvaluationError, OSError) as error:
             sys.exit("fit_check: %s: %s" % (weights, error))
         print("%s: AP crops %.3f, whole images %.3f (%d / %d detections)"

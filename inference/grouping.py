@@ -88,7 +88,10 @@ of the limbs that joined them); part_counts (P,) ints."""
 
 def gaussian_smooth(maps, sigma):
     """Separable Gaussian blur of (H, W, C) maps over H and W, as scipy.ndimage.gaussian_filter
-    (kernel truncated at 4 sigma, edges mirrored 'reflect'-style)."""
+    (kernel truncated at 4 sigma, edges mirrored 'reflect'-style); sigma 0 leaves them as they
+    are, as scipy does (a 0/0 kernel would make every map NaN and find nobody)."""
+    if sigma == 0:
+        return np.asarray(maps, dtype=np.float32)
     radius = int(4.0 * sigma + 0.5)
     offsets = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)

@@ -104,6 +104,12 @@ def test_gaussian_smooth_of_a_point_is_the_normalised_gaussian():
     np.testing.assert_allclose(blurred, expected / expected.sum(), atol=1e-6)
 
 
+def test_a_blur_of_sigma_0_finds_the_peaks_unblurred():
+    maps = np.zeros((20, 20, 19), np.float32)
+    maps[10, 10, 4] = 0.8
+    assert peak_list(grouping.find_peaks(maps, smooth_sigma=0)) == [(4, 10, 10)]
+
+
 # ----------------------------------------------------------------------------- limbs
 
 def reference_scores(peaks, pafs, image_height):

@@ -146,7 +146,8 @@ def test_an_interrupted_run_goes_on_where_it_stopped(tiny_nets, codec_images, tm
     assert again.returncode == 0, again.stderr
     assert "resuming: 1 of 3 images already done" in again.stderr
     assert len(json.loads(out.read_text())) == 13 and not partial.exists()
-    partial.write_text(json.dumps({"settings": {"other": 1}}) + "\n")
+    finished = {"file": "1.png", "image_id": 1, "results": []}
+    partial.write_text(json.dumps({"settings": {"other": 1}}) + "\n" + json.dumps(finished) + "\n")
     refused = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              universal_newlines=True)
     assert refused.returncode != 0 and "other settings" in refused.stderr
@@ -217,6 +218,7 @@ def test_the_summary_gives_the_grouping_counts(tiny_nets, tmp_path):
 
 def test_a_checkpoint_of_other_settings_raises_for_the_caller_to_report(tmp_path):
     path = tmp_path / "results.json.partial.jsonl"
-    path.write_text(json.dumps({"settings": {"other": 1}}) + "\n")
+    finished = {"file": "1.png", "image_id": 1, "results": []}
+    path.write_text(json.dumps({"settings": {"other": 1}}) + "\n" + json.dumps(finished) + "\n")
     with pytest.raises(prediction.CheckpointError, match="other settings"):
         prediction.Checkpoint(path, {"scales": [1.0]}, resume=True)
