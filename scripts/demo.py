@@ -14,7 +14,8 @@ stops the demo with its name and its log:
   init      the untrained network: the deploy net's own fillers, seeded
             (inference/random_weights.py --init fillers); training starts from exactly these
   train     MLN from those weights with scripts/recipe.py's settings and curriculum (the exact
-            crops, then shifted), one scripts/train.sh run per stage (scripts/steps.py); the
+            crops, then shifted, then the exact crops at a tenth of the rate), one
+            scripts/train.sh run per stage (scripts/steps.py); the
             GPU when Caffe has one, else the CPU
   reference before each stage, what two trivial predictions (all zero; the background channel
             alone) score on its stream (scripts/reference_losses.py): what the loss curve
@@ -51,7 +52,7 @@ MODES = {
     "quick": dict(train_images=4, val_images=8, fit_images=4, iters=40, batch=2),
     "default": dict(train_images=6, val_images=40, fit_images=6, iters=400, batch=2),
 }
-SCHEDULE = "curriculum"          # scripts/recipe.py: the exact crops first, then shifted
+SCHEDULE = "curriculum"          # scripts/recipe.py: exact crops, shifted, exact at lr / 10
 
 
 def split_coco(annotation_file, out_dir, every=10):
@@ -219,7 +220,7 @@ def run_demo(args):
 
     settings["stages"] = stages(SCHEDULE, settings["iters"])
     settings["seed"] = SEED
-    settings["augmentations"] = {preset: AUGMENTATIONS[preset] for preset, _ in settings["stages"]}
+    settings["augmentations"] = {preset: AUGMENTATIONS[preset] for preset, _, _ in settings["stages"]}
     curve, snapshots, reference, run_dir = train_in_stages(
         demo, out, "mln", out / "train.lmdb", settings["stages"], settings["batch"],
         settings["iters"], ["--gpu", args.gpu, "--workers", 1], initial_weights=untrained)

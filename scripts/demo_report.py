@@ -14,7 +14,7 @@ metrics), never from their printed text. The facts (JSON object):
     data         source (text), train_images, records, main_persons, val_images, val_people,
                  fit_images
     settings     scripts/recipe.py's FROM_SCRATCH (solver, base_lr, weight_decay, crop) with
-                 batch, iters, seed, stages [[preset, iterations]], augmentations {preset: params}
+                 batch, iters, seed, stages [[preset, iterations, lr]], augmentations {preset: params}
     train        device ("cpu" | "gpu"), losses [[iteration, total loss]] across the stages
     reference    the last stage's trivial-prediction losses (scripts/reference_losses.py)
     scale        the inference scale of the evaluation
@@ -84,10 +84,11 @@ def render(facts):
               "previous one's final weights: %s; %d samples seen." % (
                   settings["batch"], settings["crop"], settings["solver"], settings["base_lr"],
                   settings["weight_decay"], settings["seed"], len(settings["stages"]),
-                  ", then ".join("%d iterations with augmentation `%s` (`--data-param '%s'`)"
-                                 % (count, preset, json.dumps(settings["augmentations"][preset],
-                                                              sort_keys=True))
-                                 for preset, count in settings["stages"]),
+                  ", then ".join("%d iterations at lr %g with augmentation `%s` "
+                                 "(`--data-param '%s'`)"
+                                 % (count, lr, preset, json.dumps(
+                                     settings["augmentations"][preset], sort_keys=True))
+                                 for preset, count, lr in settings["stages"]),
                   settings["iters"] * settings["batch"]), ""]
     curve = train["losses"]
     reference = facts["reference"]

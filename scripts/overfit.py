@@ -171,12 +171,12 @@ def build_parser():
     parser.add_argument("--checks", type=positive, default=4,
                         help="snapshots evaluated, evenly spaced (default %(default)s)")
     parser.add_argument("--augmentation", choices=sorted(SCHEDULES), default="curriculum",
-                        help="curriculum (default): the first 3/8 of the iterations on the "
-                             "exact crops, the rest shifted and rescaled (scripts/recipe.py), "
-                             "so that whole images are found; none: the exact crops only "
-                             "(learnt fastest; only the crop AP means something); finish: the "
-                             "curriculum with a last exact-crop stage; mild, shift: that "
-                             "augmentation throughout")
+                        help="curriculum (default): 30%% of the iterations on the exact "
+                             "crops, 55%% shifted and rescaled so that whole images are found, "
+                             "the last 15%% on the exact crops at a tenth of the rate "
+                             "(scripts/recipe.py); none: the exact crops only (learnt fastest; "
+                             "only the crop AP means something); mild, shift: that augmentation "
+                             "throughout")
     parser.add_argument("--model", choices=("mln", "baseline"), default="mln")
     parser.add_argument("--gpu", default="0",
                         help="GPU id, or cpu (default 0: the GPU when Caffe has one)")

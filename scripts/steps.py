@@ -79,9 +79,9 @@ class Steps(object):
 
 
 def training_lines(text):
-    """The lines of a Caffe training log worth showing: progress, totals, train.py's own."""
-    return (("] Iteration " in text and ("loss =" in text or "iter/s" in text))
-            or text.startswith("train:") or text.startswith("CocoPoseDataLayer"))
+    """The lines of train.sh's output worth showing: its own ("train: iteration 20/400, loss
+    ...", notices, the last word), not Caffe's (with --verbose; all are in its caffe.log)."""
+    return text.startswith("train:")
 
 
 # ------------------------------------------------------------------------------ the data
@@ -125,16 +125,16 @@ def snapshot_iteration(path):
 
 def train_in_stages(run, out, model, lmdb, stages, batch, snapshot_every, options,
                     initial_weights=None):
-    """Train `model` through scripts/train.sh once per (augmentation preset, iterations) stage,
-    each from the previous stage's final weights (the first from `initial_weights`, or the
-    generators' fillers); before each, the trivial-prediction references of its stream.
+    """Train `model` through scripts/train.sh once per (augmentation preset, iterations, learning
+    rate) stage, each from the previous stage's final weights (the first from `initial_weights`,
+    or the generators' fillers); before each, the trivial-prediction references of its stream.
     `options`: more train.sh options (--gpu, --workers).
 
     -> (loss curve [(iteration, loss)] counted across the stages, [(iteration, snapshot
     caffemodel)], the last stage's references, the last stage's run directory).
     """
     curve, snapshots, references, previous, done = [], [], {}, initial_weights, 0
-    for number, (preset, iterations) in enumerate(stages, 1):
+    for number, (preset, iterations, base_lr) in enumerate(stages, 1):
         data_param = json.dumps(AUGMENTATIONS[preset], sort_keys=True)
         stage = "stage%d-%s" % (number, preset)
         run.section("reference", "trivial predictions on the %s stream" % stage)
@@ -146,12 +146,13 @@ def train_in_stages(run, out, model, lmdb, stages, batch, snapshot_every, option
         references = json.loads(reference.read_text())
         run.section("train", "%s: %s, %d iterations of %d samples at crop %d (%s, lr %g), "
                     "augmentation %s" % (stage, model, iterations, batch, FROM_SCRATCH["crop"],
-                                         FROM_SCRATCH["solver"], FROM_SCRATCH["base_lr"], preset))
+                                         FROM_SCRATCH["solver"], base_lr, preset))
         train_dir = out / "train" / stage
         start = (["--weights", previous] if previous else [])
         run.run("train", [REPO / "scripts" / "train.sh", "--model", model, "--lmdb", lmdb,
                           "--iters", iterations, "--batch", batch, "--seed", SEED]
-                + train_arguments(FROM_SCRATCH, data_param) + options + start + [
+                + train_arguments(dict(FROM_SCRATCH, base_lr=base_lr), data_param)
+                + options + start + [
                           "--display", max(1, min(10, iterations // 20)),
                           "--snapshot-every", min(snapshot_every, iterations),
                           "--run-dir", train_dir],

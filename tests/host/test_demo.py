@@ -102,16 +102,18 @@ def test_report_evaluates_both_networks_held_out_and_the_trained_one_on_training
 def test_training_started_from_the_untrained_network_with_the_recipe(quick_demo):
     out, _ = quick_demo
     stages = sorted((out / "train").iterdir())
-    assert [stage.name for stage in stages] == ["stage1-none", "stage2-shift"]
-    first, second = (json.loads((stage / "params.json").read_text())["settings"]
-                     for stage in stages)
+    assert [stage.name for stage in stages] == ["stage1-none", "stage2-shift", "stage3-none"]
+    first, second, third = (json.loads((stage / "params.json").read_text())["settings"]
+                            for stage in stages)
     assert first["weights"] == str(out / "untrained.caffemodel")
-    assert second["weights"] == str(stages[0] / "snapshots" / (
-        "mln_iter_%d.caffemodel" % first["iters"]))
-    for settings in (first, second):
+    for before, after, stage in ((first, second, stages[0]), (second, third, stages[1])):
+        assert after["weights"] == str(stage / "snapshots" / (
+            "mln_iter_%d.caffemodel" % before["iters"]))
+    for settings, rate in ((first, 1e-4), (second, 1e-4), (third, 1e-5)):
         assert (settings["model"], settings["crop"], settings["solver"], settings["base_lr"],
-                settings["weight_decay"]) == ("mln", 128, "adam", 1e-4, 0)
+                settings["weight_decay"]) == ("mln", 128, "adam", pytest.approx(rate), 0)
     assert second["data_param"]["center_perturb_max"] == 32
+    assert third["data_param"]["center_perturb_max"] == 0
     assert first["data_param"]["center_perturb_max"] == 0
 
 
