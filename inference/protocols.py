@@ -87,7 +87,7 @@ def predict_arguments(args, protocol, results, passthrough):
     flip = PROTOCOLS[protocol][1]
     argv = ["--deploy", args.deploy, "--weights", args.weights, "--images", args.images,
             "--ann", args.annotations, "--out", str(results), "--backend", args.backend,
-            "--scales"] + [str(s) for s in protocol_scales(protocol, args.base_scale)]
+            "--precision", args.precision, "--scales"] + [str(s) for s in protocol_scales(protocol, args.base_scale)]
     argv += passthrough
     return argv + (["--flip"] if flip else [])
 
@@ -117,7 +117,12 @@ def run_protocol(args, protocol, out, passthrough, images):
                                 evaluate.load_results(str(results)))
     return dict(metrics, images=images, scales=protocol_scales(protocol, args.base_scale),
                 flip=PROTOCOLS[protocol][1],
-                backend=args.backend, seconds=seconds)
+                backend=backend_label(args), seconds=seconds)
+
+
+def backend_label(args):
+    """'opencv', 'openvino int8', ...: the backend, and its precision where it has a choice."""
+    return args.backend + ("" if args.precision == "fp32" else " " + args.precision)
 
 
 def markdown(rows):
@@ -181,6 +186,8 @@ def parse_arguments(argv):
     parser.add_argument("--image-ids", help="file of image ids, one a line: evaluate only these "
                                             "(e.g. OpenPose's 1160-image val subset)")
     parser.add_argument("--backend", default="opencv", help="predict.py's --backend")
+    parser.add_argument("--precision", default="fp32", help="predict.py's --precision (the row "
+                                                            "names it)")
     parser.add_argument("--base-scale", type=float, default=1.0,
                         help="multiplies every protocol scale: the input height a net was "
                              "trained for over 368 (default 1: COCO nets; 0.3478 = 128/368 for "

@@ -117,3 +117,12 @@ def test_the_protocols_are_openposes():
     assert protocols.protocol_scales("openpose4", 1.0) == [0.5, 1.0, 1.5, 2.0]
     assert protocols.PROTOCOLS["openpose4-flip"] == ((0.5, 1.0, 1.5, 2.0), True)
     assert protocols.protocol_scales("single", 128 / 368.0) == [round(128 / 368.0, 6)]
+
+
+def test_a_row_names_the_precision_it_ran_at():
+    args, _ = protocols.parse_arguments(["--deploy", "D", "--weights", "W", "--ann", "A",
+                                         "--images", "I", "--out", "O", "--backend", "openvino",
+                                         "--precision", "int8"])
+    assert protocols.backend_label(args) == "openvino int8"
+    args.annotations = "A"
+    assert "--precision" in protocols.predict_arguments(args, "single", "R", [])
