@@ -54,3 +54,12 @@ def tiny_nets(tmp_path_factory):
         pytest.skip("no Caffe to make the tiny nets with: %s" % run.stdout.strip()[-300:])
     assert run.returncode == 0, run.stdout[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def codec_images(tmp_path_factory):
+    """(folder of images that carry their own maps for the tiny codec net, their COCO
+    annotation file): synthetic standing people, 1, 2 and 10 an image (tests/tiny_nets.py)."""
+    from tests.tiny_nets import write_codec_images
+    folder = tmp_path_factory.mktemp("codec") / "images"
+    return folder, write_codec_images(folder)

@@ -16,7 +16,7 @@ import pytest
 from conventions.keypoints import PART
 from inference import backends, evaluate, oracle, prediction, synthetic
 from tests.conftest import REPO
-from tests.tiny_nets import encode_maps, write_codec_images
+from tests.tiny_nets import encode_maps
 
 PREDICT = str(REPO / "inference" / "predict.py")
 
@@ -27,12 +27,6 @@ def predict(nets, images, out, *extra, net="codec", weights=None):
                "--images", str(images), "--out", str(out)] + [str(e) for e in extra]
     return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True)
-
-
-@pytest.fixture(scope="module")
-def codec_images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("codec") / "images"
-    return folder, write_codec_images(folder)
 
 
 def test_opencv_gives_caffes_own_output_on_the_same_files(tiny_nets):

@@ -27,13 +27,6 @@ def evaluate_sh(nets, images, annotation, out, *extra):
                           universal_newlines=True)
 
 
-@pytest.fixture(scope="module")
-def codec_images(tmp_path_factory):
-    from tests.tiny_nets import write_codec_images
-    folder = tmp_path_factory.mktemp("codec") / "images"
-    return folder, write_codec_images(folder)
-
-
 def test_single_is_predict_and_evaluate_by_hand(tiny_nets, codec_images, tmp_path):
     images, annotation = codec_images
     by_hand = tmp_path / "by_hand.json"
