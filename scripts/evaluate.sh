@@ -16,6 +16,9 @@ for argument in "$@"; do
   previous=$argument
 done
 cd "$REPO"
+if [ "${MLN_IN_CAFFE_ENV:-}" = 1 ]; then
+  exec python3 -m inference.protocols "$@"   # already inside: its Python has pycaffe and OpenCV
+fi
 if [ "$backend" = caffe ]; then
   "$REPO/scripts/setup_caffe.sh" >&2
   exec "$REPO/scripts/caffe-env" python -m inference.protocols "$@"

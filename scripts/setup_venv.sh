@@ -17,6 +17,12 @@ if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.mln-stamp" 2>/dev/null)" = "$st
   say "deploy venv in $VENV is up to date"
   exit 0
 fi
+if [ "${MLN_IN_CAFFE_ENV:-}" = 1 ]; then
+  # inside caffe-env, python3 is the embedded root's: a venv made with it would replace the
+  # host's with one the host cannot run
+  say "error: the deploy venv $VENV is missing or out of date, and it is made with the host's Python: run scripts/setup_venv.sh outside scripts/caffe-env"
+  exit 1
+fi
 say "making the deploy venv in $VENV with $($PYTHON --version 2>&1)"
 "$PYTHON" -m venv "$VENV" || { say "error: $PYTHON -m venv failed (apt-get install python3-venv?)"; exit 1; }
 "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2

@@ -120,3 +120,14 @@ def test_missing_setup_is_reported(tmp_path):
     run = caffe_env("caffe", "--version", env=env)
     assert run.returncode == 125
     assert "run scripts/setup_caffe.sh" in run.stderr
+
+
+def test_the_deploy_venv_is_not_made_inside_caffe_env(tmp_path):
+    """Inside caffe-env python3 is the embedded root's: a venv made with it would replace the
+    host's with one the host cannot run (a test that ran evaluate.sh in the Caffe suite did)."""
+    venv = tmp_path / "venv"
+    run = caffe_env("bash", REPO / "scripts" / "setup_venv.sh",
+                    env=dict(os.environ, MLN_VENV=str(venv)))
+    assert run.returncode == 1, run.stderr
+    assert "run scripts/setup_venv.sh outside scripts/caffe-env" in run.stderr
+    assert not venv.exists()
